@@ -1,0 +1,74 @@
+"""The sync bridge: run a coroutine on a long-lived event loop in a helper thread.
+
+``flow.run()`` must work from a plain script and from inside a running event loop
+(a Jupyter cell), where ``asyncio.run`` refuses. As anyio's blocking portal does,
+the coroutine runs on a loop in a helper thread while the caller's thread waits.
+The loop lives as long as the process, so clients bound to it (httpx connection
+pools) stay valid from one ``run()`` to the next. On Ctrl-C the run is cancelled,
+its cleanup is awaited, and ``KeyboardInterrupt`` is raised again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from flowgraph._errors import UsageError
+
+T = TypeVar("T")
+CLEANUP_SECONDS = 30.0
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def _portal() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _thread is None or not _thread.is_alive():
+            _loop = asyncio.new_event_loop()
+            _thread = threading.Thread(target=_loop.run_forever, name="flowgraph-portal",
+                                       daemon=True)
+            _thread.start()
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on the portal loop and return its result."""
+    if threading.current_thread() is _thread:
+        coro.close()
+        raise UsageError(
+            "flow.run() was called from inside a running flow (an async tool, step or hook); "
+            "use `await flow.arun(...)` there instead"
+        )
+    loop = _portal()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    tasks: list[asyncio.Task[T]] = []
+
+    def start() -> None:
+        task = loop.create_task(coro)
+        tasks.append(task)
+        task.add_done_callback(lambda finished: _settle(finished, done))
+
+    loop.call_soon_threadsafe(start)
+    try:
+        return done.result()
+    except KeyboardInterrupt:
+        loop.call_soon_threadsafe(lambda: tasks[0].cancel())
+        with contextlib.suppress(BaseException):
+            done.result(timeout=CLEANUP_SECONDS)
+        raise
+
+
+def _settle(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:
+    if task.cancelled():
+        done.set_exception(concurrent.futures.CancelledError())
+    elif (error := task.exception()) is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(task.result())

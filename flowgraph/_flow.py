@@ -1,0 +1,226 @@
+"""``Flow``: build a graph of nodes and edges, validate it, run it, draw it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from flowgraph._bridge import run_sync
+from flowgraph._callables import check_arity
+from flowgraph._edges import Condition, Edge
+from flowgraph._errors import FlowValidationError
+from flowgraph._hooks import AfterCompletion, EventName, Hooks, HookSet, Observer
+from flowgraph._messages import user_messages
+from flowgraph._models import Model
+from flowgraph._nodes import END, START, Node
+from flowgraph._plan import Plan
+from flowgraph._result import RunResult
+from flowgraph._run import Run
+from flowgraph._scheduler import execute
+from flowgraph._validate import build_graph, validate
+
+if TYPE_CHECKING:
+    import graphviz
+    import networkx as nx
+
+DEFAULT_MAX_STEPS = 100
+F = TypeVar("F", bound=Callable[..., Any])
+Input = str | Sequence[Mapping[str, Any]]
+
+
+class Flow:
+    """A graph of agents and tool steps, joined by hand-off edges.
+
+    Build it with ``edge()``, check it with ``validate()`` (``run`` does too), then
+    ``run()`` it, or ``await arun()`` it from async code.
+
+    Args:
+        name: the flow's name, shown in errors and pictures.
+        model: the model of every agent and router that names none; by default
+            OpenAI when ``OPENAI_API_KEY`` is set, else the bundled local model.
+        max_steps: the most node visits one run may make (a guard against loops).
+
+    Example:
+        >>> import flowgraph as fg
+        >>> triage = fg.Agent("triage", instructions="Route the customer.")
+        >>> refund = fg.Agent("refund", instructions="Handle refunds.")
+        >>> flow = fg.Flow("support")
+        >>> _ = flow.edge(fg.START, triage)
+        >>> _ = flow.edge(triage, refund, when="The customer wants money back.")
+        >>> _ = flow.edge(triage, fg.END)
+        >>> _ = flow.edge(refund, fg.END)
+        >>> flow.validate()
+    """
+
+    def __init__(self, name: str, *, model: Model | None = None,
+                 max_steps: int = DEFAULT_MAX_STEPS) -> None:
+        self.name = name
+        self.model = model
+        self.max_steps = max_steps
+        self.hooks = HookSet()
+        self._nodes: dict[str, Node] = {}
+        self._edges: list[Edge] = []
+        self._plan: Plan | None = None
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r}, nodes={list(self._nodes)})"
+
+    # -- building -------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> Mapping[str, Node]:
+        """The nodes by name (START and END are not listed)."""
+        return self._nodes
+
+    @property
+    def edges(self) -> tuple[Edge, ...]:
+        """The edges, in the order declared."""
+        return tuple(self._edges)
+
+    def add(self, *nodes: Node) -> Flow:
+        """Add nodes (``edge()`` adds the nodes it is given, too)."""
+        for node in nodes:
+            self._register(node)
+        return self
+
+    def edge(self, source: Node | str, target: Node | str, when: Condition = None) -> Edge:
+        """Declare a hand-off from ``source`` to ``target``.
+
+        Args:
+            source: a node, ``fg.START``, or a node's name.
+            target: a node, ``fg.END``, or a node's name.
+            when: None for the unconditional fallback; a string for a condition the
+                LLM evaluates; a function of the ``RunContext`` for a predicate.
+        """
+        names = [end if isinstance(end, str) else self._register(end)
+                 for end in (source, target)]
+        edge = Edge(names[0], names[1], _check_condition(names[0], names[1], when),
+                    index=len(self._edges))
+        self._edges.append(edge)
+        self._plan = None
+        return edge
+
+    def _register(self, node: Node) -> str:
+        if not isinstance(node, Node):
+            raise FlowValidationError(f"flow {self.name!r}: {node!r} is not a node; use "
+                                      "fg.Agent, fg.ToolStep, fg.START or fg.END")
+        if node is START or node is END:
+            return node.name
+        known = self._nodes.setdefault(node.name, node)
+        if known is not node:
+            raise FlowValidationError(
+                f"flow {self.name!r} has two different nodes named {node.name!r} ({known!r} "
+                f"and {node!r}): node names must be unique; rename one"
+            )
+        self._plan = None
+        return node.name
+
+    # -- hooks ----------------------------------------------------------------------
+
+    def after_completion(self, fn: AfterCompletion) -> AfterCompletion:
+        """Decorator: run ``fn(hook)`` after every agent completion and at every node
+        exit. The hook may change ``hook.context`` and ``hook.inject(...)`` messages."""
+        self.hooks.after_completion.append(fn)
+        return fn
+
+    @overload
+    def on(self, event: EventName) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: EventName, fn: Observer) -> Observer: ...
+    def on(self, event: EventName, fn: Observer | None = None) -> Any:
+        """Observe one event: ``node_enter``, ``node_exit``, ``handoff``,
+        ``tool_start``, ``tool_end`` or ``error``. Usable as a decorator."""
+        if fn is None:
+            return lambda f: self.on(event, f)
+        self.hooks.on(event, fn)
+        return fn
+
+    def add_hooks(self, hooks: Hooks) -> Hooks:
+        """Register a ``Hooks`` object: each method it overrides observes its event."""
+        self.hooks.add(hooks)
+        return hooks
+
+    # -- validating -----------------------------------------------------------------
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The topology as a ``networkx.MultiDiGraph`` (a fresh copy: edit it freely)."""
+        return build_graph(self)
+
+    def validate(self) -> None:
+        """Check the flow before any request; raise ``FlowValidationError`` if broken."""
+        self.plan()
+
+    def plan(self) -> Plan:
+        """The flow validated and compiled for running (cached until it changes)."""
+        if self._plan is None:
+            validate(self)
+            self._plan = Plan(self, dict(self._nodes), self.edges, self.hooks)
+        return self._plan
+
+    # -- running --------------------------------------------------------------------
+
+    async def arun(self, input: Input, *, context: Any = None, max_steps: int | None = None,
+                   run_id: str | None = None) -> RunResult:
+        """Run the flow on ``input`` (a user message, or a list of messages).
+
+        Args:
+            input: the opening user message, or messages in OpenAI chat format.
+            context: the context variables (a dict or a pydantic model); tools,
+                predicates, instructions and hooks read and write it.
+            max_steps: the most node visits this run may make.
+            run_id: an id for the run; by default a new random one.
+
+        Raises:
+            FlowValidationError: the flow is broken (nothing was sent).
+            RunError: the run failed; ``error.result`` holds the run so far.
+        """
+        run = Run(self.plan(), user_messages(input), {} if context is None else context,
+                  run_id or uuid.uuid4().hex, max_steps or self.max_steps)
+        return await execute(run)
+
+    def run(self, input: Input, *, context: Any = None, max_steps: int | None = None,
+            run_id: str | None = None) -> RunResult:
+        """Run the flow and wait for it: from a script, or inside Jupyter's running
+        loop. Ctrl-C cancels the run cleanly. Arguments as for ``arun``."""
+        return run_sync(self.arun(input, context=context, max_steps=max_steps, run_id=run_id))
+
+    # -- drawing --------------------------------------------------------------------
+
+    def to_dot(self) -> str:
+        """The flow in graphviz's DOT language."""
+        from flowgraph._render import flow_digraph
+
+        return str(flow_digraph(self).source)
+
+    def to_mermaid(self) -> str:
+        """The flow as a Mermaid flowchart."""
+        from flowgraph._render import to_mermaid
+
+        return to_mermaid(self)
+
+    def render(self, path: str | None = None, *, format: str | None = None) -> graphviz.Digraph:
+        """Draw the flow with graphviz; write ``path`` (format from its suffix: png, svg,
+        pdf, dot) if given. Returns the ``graphviz.Digraph``."""
+        from flowgraph._render import render_flow
+
+        return render_flow(self, path, format=format)
+
+    def _repr_svg_(self) -> str:
+        from flowgraph._render import flow_digraph
+
+        return str(flow_digraph(self).pipe(format="svg", encoding="utf-8"))
+
+
+def _check_condition(source: str, target: str, when: Condition) -> Condition:
+    where = f"edge {source!r} -> {target!r}"
+    if when is None:
+        return None
+    if isinstance(when, str):
+        if not when.strip():
+            raise FlowValidationError(f"{where}: the condition is empty; write it in words, "
+                                      "or pass when=None for an unconditional edge")
+        return when.strip()
+    check_arity(when, 1, f"the predicate of {where}")
+    return when

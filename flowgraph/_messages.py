@@ -1,0 +1,103 @@
+"""Messages in OpenAI chat format, and the history check run before every request.
+
+Providers reject a conversation in which an assistant's tool call is not answered
+by exactly one tool message before anything else is said. flowgraph checks the
+history itself before each request, so a broken one is reported against the node
+that broke it instead of as a provider's 400.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+Message = dict[str, Any]
+
+INJECTABLE_ROLES = frozenset({"system", "developer", "user", "assistant"})
+
+
+class HistoryError(ValueError):
+    """The conversation breaks the tool-call pairing rule; the message says where."""
+
+
+def check_history(messages: Sequence[Mapping[str, Any]]) -> None:
+    """Raise ``HistoryError`` unless every tool call has exactly one answer, in place.
+
+    Each assistant message with ``tool_calls`` must be followed directly by one tool
+    message per call id (in any order), and a tool message may only answer a call
+    of the assistant message just before its block.
+    """
+    pending: set[str] = set()
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in pending:
+                raise HistoryError(
+                    f"message {index} answers tool call {call_id!r}, which is not an "
+                    "unanswered call of the assistant message before it"
+                )
+            pending.discard(call_id)
+            continue
+        if pending:
+            raise HistoryError(
+                f"message {index} ({role}) comes before the tool calls "
+                f"{sorted(pending)} were answered"
+            )
+        for call in message.get("tool_calls") or ():
+            pending.add(call["id"])
+    if pending:
+        raise HistoryError(f"the tool calls {sorted(pending)} are not answered")
+
+
+def check_injectable(message: object) -> Message:
+    """Return ``message`` as a dict if it may be injected into the conversation.
+
+    Injected messages may not be tool messages nor carry tool calls: either would
+    break the pairing of tool calls and answers.
+    """
+    if not isinstance(message, Mapping):
+        raise TypeError(f"a message is a dict like {{'role': 'user', 'content': '...'}}, "
+                        f"got {type(message).__name__}")
+    role = message.get("role")
+    if role not in INJECTABLE_ROLES:
+        raise ValueError(
+            f"cannot inject a message with role {role!r}: use one of "
+            f"{sorted(INJECTABLE_ROLES)} (tool messages only answer tool calls)"
+        )
+    if message.get("tool_calls"):
+        raise ValueError("cannot inject an assistant message with tool_calls: nothing "
+                         "would answer them")
+    if not isinstance(message.get("content"), (str, list)):
+        raise ValueError("an injected message needs 'content' (a string)")
+    return dict(message)
+
+
+def as_text(value: object) -> str:
+    """Render a tool's or node's return value as message content."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    try:
+        return json.dumps(value, default=_jsonable)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError
+
+
+def user_messages(input: str | Sequence[Mapping[str, Any]]) -> list[Message]:
+    """The opening messages of a run: a string becomes one user message."""
+    if isinstance(input, str):
+        return [{"role": "user", "content": input}]
+    return [dict(message) for message in input]

@@ -1,0 +1,73 @@
+"""The result of a run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from flowgraph._context import Usage
+from flowgraph._messages import Message
+
+if TYPE_CHECKING:
+    import graphviz
+
+Status = Literal["completed", "waiting", "failed"]
+
+
+class StepRecord(BaseModel):
+    """One node visit: when, how long, what it cost, and the edge it left by."""
+
+    step: int
+    node: str
+    seconds: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    edge: Literal["predicate", "llm", "fallback"] | None = None
+    next: str | None = None
+
+
+class RunResult(BaseModel):
+    """What a run produced, and how it went.
+
+    Attributes:
+        output: the final value: the text of the last agent, or a tool step's return.
+        messages: the conversation, OpenAI chat format.
+        context: the context variables after the run.
+        path: the names of the nodes visited, in order.
+        usage: requests and tokens of the whole run; ``usage_by_node`` per node.
+        run_id: the run's id.
+        status: ``"completed"``, ``"waiting"`` (paused for a human) or ``"failed"``.
+        reason: why the run ended, in words (``"reached END"``, or which node had no
+            edge to take, or the error).
+        steps: the number of node visits; ``trace`` has one record per visit.
+        notes: things worth knowing that did not stop the run (an agent that
+            reached ``max_turns``).
+
+    Example:
+        >>> result = flow.run("I want a refund")  # doctest: +SKIP
+        >>> result.path, result.output  # doctest: +SKIP
+        (['triage', 'refund'], 'Your refund is on its way.')
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    flow: str
+    run_id: str
+    status: Status
+    reason: str
+    output: Any = None
+    messages: list[Message] = Field(default_factory=list)
+    context: Any = None
+    path: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    usage_by_node: dict[str, Usage] = Field(default_factory=dict)
+    steps: int = 0
+    trace: list[StepRecord] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    _flow: Any = PrivateAttr(default=None)
+
+    def render(self, path: str | None = None, *, format: str | None = None) -> graphviz.Digraph:
+        """Draw the flow with this run's path over it (see ``Flow.render``)."""
+        from flowgraph._render import render_run
+
+        return render_run(self._flow, self, path, format=format)

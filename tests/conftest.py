@@ -1,0 +1,34 @@
+"""Shared fixtures: a scripted OpenAI-compatible server on loopback, per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import flowgraph as fg
+from flowgraph.testing import ScriptedServer
+
+Serve = Callable[..., tuple[ScriptedServer, fg.OpenAIModel]]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Start a scripted server; returns it and a model that talks to it (no retries)."""
+    servers: list[ScriptedServer] = []
+
+    def start(script: Any, **options: Any) -> tuple[ScriptedServer, fg.OpenAIModel]:
+        server = ScriptedServer(script, **options)
+        server.start()
+        servers.append(server)
+        return server, fg.OpenAIModel("scripted", base_url=server.url, api_key="test",
+                                      max_retries=0)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def roles(messages: list[dict[str, Any]]) -> list[str]:
+    return [message["role"] for message in messages]

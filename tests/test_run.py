@@ -1,0 +1,191 @@
+"""Running: results, errors that keep the state, the sync bridge, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import flowgraph as fg
+from flowgraph.testing import error, tool_call
+
+from .conftest import Serve
+
+
+def lookup_order(order_id: str) -> str:
+    """Look up an order."""
+    return f"{order_id}: shipped"
+
+
+def agent_flow(model: fg.Model) -> fg.Flow:
+    triage = fg.Agent("triage", tools=[lookup_order])
+    flow = fg.Flow("support", model=model)
+    flow.edge(fg.START, triage)
+    flow.edge(triage, fg.END)
+    return flow
+
+
+def test_a_server_error_raises_model_error_with_the_state_so_far(serve: Serve) -> None:
+    _, model = serve([tool_call("lookup_order", {"order_id": "A-1"}), error(500, "boom")])
+
+    with pytest.raises(fg.ModelError, match=r"the model request of node 'triage' failed "
+                       r"\(scripted\): InternalServerError") as caught:
+        agent_flow(model).run("where is A-1?", context={"customer": "ada"})
+
+    failure = caught.value
+    assert (failure.node, failure.step) == ("triage", 1)
+    assert failure.result is not None
+    assert failure.result.status == "failed"
+    assert failure.result.path == ["triage"]
+    assert failure.result.context == {"customer": "ada"}
+    assert [m["role"] for m in failure.result.messages] == ["user", "assistant", "tool"]
+    assert failure.result.messages[2]["content"] == "A-1: shipped"
+    assert failure.run_id == failure.result.run_id
+    assert failure.__cause__ is not None
+
+
+def test_the_clients_retries_absorb_a_passing_server_error(serve: Serve) -> None:
+    server, _ = serve([error(500, "flaky"), "recovered"])
+    model = fg.OpenAIModel("scripted", base_url=server.url, api_key="k", max_retries=1)
+
+    assert agent_flow(model).run("hi").output == "recovered"
+    assert len(server.requests) == 2
+
+
+def test_a_tool_step_that_raises_fails_the_run_and_keeps_what_was_done() -> None:
+    def charge(ctx: fg.RunContext[dict[str, int]]) -> str:
+        raise RuntimeError("card declined")
+
+    flow = fg.Flow("pay")
+    flow.edge(fg.START, fg.ToolStep("prepare", lambda ctx: "prepared"))
+    flow.edge("prepare", fg.ToolStep("charge", charge))
+
+    with pytest.raises(fg.RunError, match="tool 'charge' raised RuntimeError: card declined"
+                       ) as caught:
+        flow.run("pay", run_id="run-1")
+    assert caught.value.result is not None
+    assert caught.value.result.path == ["prepare", "charge"]
+    assert caught.value.result.messages[-1]["content"] == "prepared"
+    assert caught.value.run_id == "run-1"
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+class Account(BaseModel):
+    vip: bool = False
+    refunded: list[str] = []
+
+
+def test_a_pydantic_context_is_shared_by_steps_and_predicates() -> None:
+    def refund(ctx: fg.RunContext[Account]) -> str:
+        ctx.context.refunded.append("A-1")
+        return "refunded"
+
+    flow = fg.Flow("typed")
+    flow.edge(fg.START, fg.ToolStep("refund", refund))
+    flow.edge("refund", fg.ToolStep("thank_vip", lambda: "thanks"),
+              when=lambda ctx: ctx.context.vip)
+    account = Account(vip=True)
+
+    result = flow.run("refund", context=account)
+
+    assert result.context is account
+    assert account.refunded == ["A-1"]
+    assert result.path == ["refund", "thank_vip"]
+    assert result.output == "thanks"
+
+
+def test_input_can_be_a_list_of_messages_and_usage_is_summed(serve: Serve) -> None:
+    server, model = serve([tool_call("lookup_order", {"order_id": "A-1"}), "ok"])
+    history = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},
+               {"role": "user", "content": "where is A-1?"}]
+
+    result = agent_flow(model).run(history)
+
+    assert server.requests[0].messages == history
+    assert result.usage.requests == 2
+    assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
+    assert result.usage == result.usage_by_node["triage"]
+    assert result.trace[0].usage == result.usage
+
+
+def test_run_works_inside_a_running_event_loop_as_in_jupyter() -> None:
+    flow = fg.Flow("nested")
+    flow.edge(fg.START, fg.ToolStep("work", lambda: "done"))
+
+    async def notebook_cell() -> str:
+        return str(flow.run("go").output)  # a sync call while this loop is running
+
+    assert asyncio.run(notebook_cell()) == "done"
+
+
+def test_arun_is_the_async_core() -> None:
+    async def work() -> str:
+        await asyncio.sleep(0)
+        return "async done"
+
+    flow = fg.Flow("async")
+    flow.edge(fg.START, fg.ToolStep("work", work))
+
+    assert asyncio.run(flow.arun("go")).output == "async done"
+
+
+def test_a_sync_hook_may_call_run_but_async_code_must_await_arun() -> None:
+    inner = fg.Flow("inner")
+    inner.edge(fg.START, fg.ToolStep("inner_step", lambda: "inner result"))
+    outer = fg.Flow("outer")
+    outer.edge(fg.START, fg.ToolStep("outer_step", lambda: "outer"))
+    outer.after_completion(lambda hook: hook.context.update(inner=inner.run("x").output))
+
+    assert outer.run("go").context == {"inner": "inner result"}
+
+    async def misuse() -> str:
+        return str(inner.run("x").output)
+
+    bad = fg.Flow("bad")
+    bad.edge(fg.START, fg.ToolStep("calls_run", misuse))
+    with pytest.raises(fg.UsageError, match=r"use `await flow.arun\(...\)` there instead"):
+        bad.run("go")
+
+
+CTRL_C_SCRIPT = """
+import asyncio, flowgraph as fg
+
+async def slow(ctx):
+    print("started", flush=True)
+    try:
+        await asyncio.sleep(60)
+    finally:
+        await asyncio.sleep(0.1)          # cleanup that needs the loop
+        print("cleaned up", flush=True)
+
+flow = fg.Flow("slow")
+flow.edge(fg.START, fg.ToolStep("slow", slow))
+try:
+    flow.run("go")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_cancels_the_run_and_waits_for_its_cleanup(tmp_path: Path) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text(textwrap.dedent(CTRL_C_SCRIPT))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "started"
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+
+    assert out.split() == ["cleaned", "up", "interrupted"]
+    assert process.returncode == 0
+    assert time.monotonic() - started < 10
