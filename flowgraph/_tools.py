@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,11 @@ from flowgraph._context import AnyContext, RunContext
 from flowgraph._messages import as_text
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_ARGS_HEADER = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
+_SECTION = re.compile(
+    r"^(Args|Arguments|Parameters|Returns?|Raises|Yields|Examples?|Notes?|Attributes|"
+    r"Warnings?|See Also|Todo):\s*$"
+)
+_ARGS_SECTIONS = ("Args", "Arguments", "Parameters")
 _ARG_LINE = re.compile(r"^\s+(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
 
 
@@ -193,33 +198,44 @@ def _strip_titles(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_run_context(annotation: Any) -> bool:
-    target = typing.get_origin(annotation) or annotation
-    return isinstance(target, type) and issubclass(target, RunContext)
+    """True for ``RunContext``, ``RunContext[T]`` and either of them ``| None``."""
+    options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    for option in options:
+        target = typing.get_origin(option) or option
+        if isinstance(target, type) and issubclass(target, RunContext):
+            return True
+    return False
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     """Split a Google-style docstring into its summary and its ``Args:`` entries."""
     summary: list[str] = []
     args: dict[str, str] = {}
+    section: str | None = None
     current: str | None = None
-    in_args = False
     for line in doc.splitlines():
-        if _ARGS_HEADER.match(line):
-            in_args = True
-            continue
-        if not in_args:
+        header = _SECTION.match(line)
+        if header:
+            section, current = header.group(1), None
+        elif section is None:
             summary.append(line)
-            continue
-        if line.strip() and not line.startswith((" ", "\t")):
-            in_args = False  # the next section (Returns:, Raises:, ...)
-            continue
-        match = _ARG_LINE.match(line)
-        if match and (current is None or len(line) - len(line.lstrip()) <= 4):
-            current = match.group(1).lstrip("*")
-            args[current] = match.group(3).strip()
-        elif current and line.strip():
-            args[current] = f"{args[current]} {line.strip()}"
+        elif section in _ARGS_SECTIONS:
+            current = _arg_line(line, current, args)
     return "\n".join(summary).strip(), args
+
+
+def _arg_line(line: str, current: str | None, args: dict[str, str]) -> str | None:
+    match = _ARG_LINE.match(line)
+    if match and len(line) - len(line.lstrip()) <= 4:
+        current = match.group(1).lstrip("*")
+        args[current] = match.group(3).strip()
+    elif current and line.strip():
+        args[current] = f"{args[current]} {line.strip()}"
+    return current
 
 
 def _describe(exc: pydantic.ValidationError, tool: str) -> str:

@@ -1,0 +1,119 @@
+"""A customer-support flow: triage, two specialists, a tool step, a hook.
+
+Run it with ``make demo`` (or ``python examples/support.py``). With no
+``OPENAI_API_KEY`` it runs on the bundled local model, SmolLM2-135M: a real but
+tiny LLM, so expect odd answers; the flow's structure is the point. It prints the
+path and the answer, and draws the graph and the run to ``out/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import flowgraph as fg
+
+ORDERS = {
+    "A-1": {"item": "kettle", "status": "delivered", "total": 39.0},
+    "B-7": {"item": "lamp", "status": "in transit", "total": 25.0},
+}
+
+
+def lookup_order(order_id: str) -> dict[str, object]:
+    """Look up an order by its id.
+
+    Args:
+        order_id: the order's id, such as A-1.
+    """
+    return ORDERS.get(order_id.strip().upper(), {"error": f"no order {order_id!r}"})
+
+
+def issue_refund(order_id: str, ctx: fg.RunContext[dict[str, object]]) -> str:
+    """Refund an order in full.
+
+    Args:
+        order_id: the order's id, such as A-1.
+    """
+    ctx.context["refunded"] = order_id
+    return f"Refund issued for {order_id}."
+
+
+def send_receipt(ctx: fg.RunContext[dict[str, object]]) -> str:
+    """A plain Python step: no LLM. Its return value joins the conversation."""
+    return f"Receipt e-mailed to {ctx.context.get('email', 'the customer')}."
+
+
+def refund_instructions(ctx: fg.RunContext[dict[str, object]]) -> str:
+    tone = "Be extra warm: this is a VIP." if ctx.context.get("vip") else "Be brief."
+    return f"You are the refund desk. Refund the order the customer names. {tone}"
+
+
+def build_flow(model: fg.Model | None = None) -> fg.Flow:
+    """The support flow; ``model=None`` uses the default model."""
+    triage = fg.Agent(
+        "triage",
+        "You are the triage desk of a web shop. Find out what the customer needs and "
+        "hand them to the right desk.",
+        tools=[lookup_order],
+        max_turns=3,
+    )
+    refunds = fg.Agent("refunds", refund_instructions, tools=[issue_refund], max_turns=3)
+    shipping = fg.Agent(
+        "shipping", "You are the shipping desk. Tell the customer where their order is.",
+        tools=[lookup_order], max_turns=3,
+    )
+    receipt = fg.ToolStep("receipt", send_receipt)
+
+    flow = fg.Flow("support", model=model)
+    flow.edge(fg.START, triage)
+    flow.edge(triage, refunds, when="The customer wants money back.")
+    flow.edge(triage, shipping, when="The customer asks where an order is.")
+    flow.edge(triage, fg.END)
+    flow.edge(refunds, receipt, when=lambda ctx: "refunded" in ctx.context)
+    flow.edge(refunds, fg.END)
+    flow.edge(shipping, fg.END)
+    flow.edge(receipt, fg.END)
+
+    @flow.after_completion
+    def refund_policy(hook: fg.HookContext) -> None:
+        """At triage's exit, remind the next desk of the policy if money is involved."""
+        asked = " ".join(str(m.get("content") or "") for m in hook.messages).lower()
+        if hook.point == "node_exit" and hook.node == "triage" and "refund" in asked:
+            hook.inject({"role": "system", "content": "Policy: refunds within 30 days."})
+
+    return flow
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("message", nargs="?",
+                        default="Hi, I want a refund for order A-1. The kettle arrived broken.")
+    parser.add_argument("--out", default="out", help="where to write the pictures")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    flow = build_flow()
+    flow.render(str(out / "support.png"))
+    print(f"graph:  {out / 'support.png'}")
+    started = time.perf_counter()
+    result = flow.run(args.message, context={"email": "ada@example.com", "vip": True})
+    seconds = time.perf_counter() - started
+    result.render(str(out / "support-run.png"))
+
+    print(f"model:  {flow.plan().model_for('triage').name}")
+    print(f"asked:  {args.message}")
+    print(f"path:   {' -> '.join(['START', *result.path])}")
+    print(f"answer: {result.output}")
+    print(f"status: {result.status} ({result.reason}); {result.usage.requests} requests, "
+          f"{result.usage.total_tokens} tokens, {seconds:.1f} s")
+    for note in result.notes:
+        print(f"note:   {note}")
+    print(f"run:    {out / 'support-run.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

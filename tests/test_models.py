@@ -1,0 +1,105 @@
+"""Models: OpenAIModel over any compatible server, the default model, no secrets leak."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import flowgraph as fg
+from flowgraph import _local, _models
+
+from .conftest import Serve
+
+
+def test_the_api_key_never_shows_in_repr() -> None:
+    model = fg.OpenAIModel("gpt-4.1-mini", base_url="http://127.0.0.1:1/v1",
+                           api_key="sk-secret-123")
+    assert repr(model) == "OpenAIModel('gpt-4.1-mini', base_url='http://127.0.0.1:1/v1')"
+    assert "sk-secret" not in str(vars(model).get("settings"))
+
+
+def test_complete_returns_an_openai_format_message_and_usage(serve: Serve) -> None:
+    server, model = serve(["hello there"])
+
+    completion = asyncio.run(model.complete([{"role": "user", "content": "hi"}]))
+
+    assert completion.message == {"role": "assistant", "content": "hello there"}
+    assert completion.usage.requests == 1
+    assert completion.usage.prompt_tokens > 0
+    assert server.requests[0].headers["authorization"] == "Bearer test"
+
+
+def test_one_client_per_event_loop() -> None:
+    model = fg.OpenAIModel("m", base_url="http://127.0.0.1:1/v1", api_key="k")
+
+    async def client_id() -> int:
+        return id(model.client())
+
+    async def twice() -> tuple[int, int]:
+        return await client_id(), await client_id()
+
+    first, again = asyncio.run(twice())
+    assert first == again
+    assert len(model._clients) <= 1
+
+
+@pytest.fixture
+def fresh_defaults(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setattr(_models, "_defaults", {})
+    return monkeypatch
+
+
+def test_the_default_is_openai_when_a_key_is_set(fresh_defaults: pytest.MonkeyPatch) -> None:
+    fresh_defaults.setenv("OPENAI_API_KEY", "sk-test")
+    fresh_defaults.setenv("FLOWGRAPH_MODEL", "gpt-4.1-nano")
+
+    model = _models.default_model()
+
+    assert isinstance(model, fg.OpenAIModel) and not isinstance(model, fg.LocalModel)
+    assert model.name == "gpt-4.1-nano"
+    assert _models.default_model() is model  # one client pool for the process
+
+
+def test_the_default_is_the_local_model_without_a_key(
+    fresh_defaults: pytest.MonkeyPatch,
+) -> None:
+    fresh_defaults.delenv("OPENAI_API_KEY", raising=False)
+    if not _local.available():
+        pytest.fail("the bundled local model should be installed by `make test`")
+
+    model = _models.default_model()
+
+    assert isinstance(model, fg.LocalModel)
+    assert model.name == "SmolLM2-135M-Instruct"
+
+
+def test_without_key_or_local_model_the_error_says_how_to_configure(
+    fresh_defaults: pytest.MonkeyPatch,
+) -> None:
+    fresh_defaults.delenv("OPENAI_API_KEY", raising=False)
+    fresh_defaults.setattr(_local, "gguf_path", lambda: None)
+
+    with pytest.raises(fg.ConfigurationError, match=r"no model is configured\. Pass "
+                       r"model=fg\.OpenAIModel\('gpt-4\.1-mini'\).*OPENAI_API_KEY.*"
+                       r"pip install 'flowgraph\[local\]'"):
+        _models.default_model()
+
+
+class Echo:
+    """A model in plain Python: the Model protocol is all flowgraph needs."""
+
+    name = "echo"
+
+    async def complete(self, messages: list[dict[str, object]], *, tools: object = None,
+                       response_format: object = None) -> fg.Completion:
+        return fg.Completion({"role": "assistant", "content": f"echo: {messages[-1]['content']}"},
+                             fg.Usage(requests=1))
+
+
+def test_any_object_with_complete_is_a_model() -> None:
+    assert isinstance(Echo(), fg.Model)
+    flow = fg.Flow("echo", model=Echo())
+    flow.edge(fg.START, fg.Agent("parrot"))
+
+    assert flow.run("hi").output == "echo: hi"

@@ -1,0 +1,31 @@
+"""The public names are a contract: this pins them."""
+
+from __future__ import annotations
+
+import flowgraph as fg
+import flowgraph.testing
+
+
+def test_the_public_names_of_flowgraph() -> None:
+    assert sorted(fg.__all__) == sorted([
+        "END", "START", "Agent", "Completion", "ConfigurationError", "Edge", "ErrorEvent",
+        "Flow", "FlowValidationError", "FlowgraphError", "HandoffEvent", "HookContext",
+        "Hooks", "LocalModel", "MaxStepsExceeded", "Model", "ModelError", "Node",
+        "NodeEvent", "OpenAIModel", "RunContext", "RunError", "RunResult", "StepRecord",
+        "Tool", "ToolEvent", "ToolStep", "Usage", "UsageError", "__version__",
+    ])
+    for name in fg.__all__:
+        assert hasattr(fg, name), name
+
+
+def test_the_public_names_of_flowgraph_testing() -> None:
+    for name in ["ScriptedServer", "ChatRequest", "Reply", "ToolCall", "tool_call", "error"]:
+        assert name in flowgraph.testing.__all__
+        assert hasattr(flowgraph.testing, name)
+
+
+def test_the_error_tree() -> None:
+    for error in (fg.FlowValidationError, fg.ConfigurationError, fg.UsageError, fg.RunError):
+        assert issubclass(error, fg.FlowgraphError)
+    assert issubclass(fg.MaxStepsExceeded, fg.RunError)
+    assert issubclass(fg.ModelError, fg.RunError)
