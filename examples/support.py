@@ -61,8 +61,10 @@ def build_flow(model: fg.Model | None = None) -> fg.Flow:
     )
     refunds = fg.Agent("refunds", refund_instructions, tools=[issue_refund], max_turns=3)
     shipping = fg.Agent(
-        "shipping", "You are the shipping desk. Tell the customer where their order is.",
-        tools=[lookup_order], max_turns=3,
+        "shipping",
+        "You are the shipping desk. Tell the customer where their order is.",
+        tools=[lookup_order],
+        max_turns=3,
     )
     receipt = fg.ToolStep("receipt", send_receipt)
 
@@ -88,8 +90,11 @@ def build_flow(model: fg.Model | None = None) -> fg.Flow:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("message", nargs="?",
-                        default="Hi, I want a refund for order A-1. The kettle arrived broken.")
+    parser.add_argument(
+        "message",
+        nargs="?",
+        default="Hi, I want a refund for order A-1. The kettle arrived broken.",
+    )
     parser.add_argument("--out", default="out", help="where to write the pictures")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -107,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"asked:  {args.message}")
     print(f"path:   {' -> '.join(['START', *result.path])}")
     print(f"answer: {result.output}")
-    print(f"status: {result.status} ({result.reason}); {result.usage.requests} requests, "
-          f"{result.usage.total_tokens} tokens, {seconds:.1f} s")
+    print(
+        f"status: {result.status} ({result.reason}); {result.usage.requests} requests, "
+        f"{result.usage.total_tokens} tokens, {seconds:.1f} s"
+    )
     for note in result.notes:
         print(f"note:   {note}")
     print(f"run:    {out / 'support-run.png'}")

@@ -32,8 +32,9 @@ def _portal() -> asyncio.AbstractEventLoop:
     with _lock:
         if _loop is None or _thread is None or not _thread.is_alive():
             _loop = asyncio.new_event_loop()
-            _thread = threading.Thread(target=_loop.run_forever, name="flowgraph-portal",
-                                       daemon=True)
+            _thread = threading.Thread(
+                target=_loop.run_forever, name="flowgraph-portal", daemon=True
+            )
             _thread.start()
         return _loop
 

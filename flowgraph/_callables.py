@@ -6,12 +6,12 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar, Union, cast
 
 from flowgraph._errors import FlowValidationError
 
 T = TypeVar("T")
-MaybeAwaitable = T | Awaitable[T]
+MaybeAwaitable: TypeAlias = Union[T, Awaitable[T]]  # noqa: UP007 - a generic alias
 
 
 async def call_user(fn: Callable[..., MaybeAwaitable[T]], *args: Any) -> T:
@@ -21,10 +21,10 @@ async def call_user(fn: Callable[..., MaybeAwaitable[T]], *args: Any) -> T:
     loop it cannot stall the other runs.
     """
     if _is_async(fn):
-        return await fn(*args)  # type: ignore[no-any-return, misc]
+        return await cast("Awaitable[T]", fn(*args))
     result = await asyncio.to_thread(functools.partial(fn, *args))
     if inspect.isawaitable(result):
-        return await result  # type: ignore[no-any-return]
+        return cast("T", await result)
     return result
 
 
@@ -36,7 +36,7 @@ async def call_inline(fn: Callable[..., MaybeAwaitable[T]], *args: Any) -> T:
     """
     result = fn(*args)
     if inspect.isawaitable(result):
-        return await result  # type: ignore[no-any-return]
+        return cast("T", await result)
     return result
 
 

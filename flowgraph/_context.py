@@ -42,9 +42,11 @@ class Usage(BaseModel):
         return total
 
     def __sub__(self, other: Usage) -> Usage:
-        return Usage(requests=self.requests - other.requests,
-                     prompt_tokens=self.prompt_tokens - other.prompt_tokens,
-                     completion_tokens=self.completion_tokens - other.completion_tokens)
+        return Usage(
+            requests=self.requests - other.requests,
+            prompt_tokens=self.prompt_tokens - other.prompt_tokens,
+            completion_tokens=self.completion_tokens - other.completion_tokens,
+        )
 
 
 @dataclass

@@ -110,11 +110,12 @@ async def decide(run: Run, node: str, exits: Exits, visit: Visit, *, is_agent: b
     """Choose the edge to leave by, in the documented order; None ends the run."""
     for edge in exits.predicates:
         try:
-            taken = await call_inline(edge.when, run.ctx)  # type: ignore[arg-type]
+            taken: object = await call_inline(edge.when, run.ctx)  # type: ignore[arg-type]
         except Exception as exc:
             raise RunError(
                 f"the predicate {edge.label!r} of {edge.describe()} raised "
-                f"{type(exc).__name__}: {exc}", node=edge.source,
+                f"{type(exc).__name__}: {exc}",
+                node=edge.source,
             ) from exc
         if taken:
             return edge

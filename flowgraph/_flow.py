@@ -53,8 +53,9 @@ class Flow:
         >>> flow.validate()
     """
 
-    def __init__(self, name: str, *, model: Model | None = None,
-                 max_steps: int = DEFAULT_MAX_STEPS) -> None:
+    def __init__(
+        self, name: str, *, model: Model | None = None, max_steps: int = DEFAULT_MAX_STEPS
+    ) -> None:
         self.name = name
         self.model = model
         self.max_steps = max_steps
@@ -93,18 +94,20 @@ class Flow:
             when: None for the unconditional fallback; a string for a condition the
                 LLM evaluates; a function of the ``RunContext`` for a predicate.
         """
-        names = [end if isinstance(end, str) else self._register(end)
-                 for end in (source, target)]
-        edge = Edge(names[0], names[1], _check_condition(names[0], names[1], when),
-                    index=len(self._edges))
+        names = [end if isinstance(end, str) else self._register(end) for end in (source, target)]
+        edge = Edge(
+            names[0], names[1], _check_condition(names[0], names[1], when), index=len(self._edges)
+        )
         self._edges.append(edge)
         self._plan = None
         return edge
 
     def _register(self, node: Node) -> str:
         if not isinstance(node, Node):
-            raise FlowValidationError(f"flow {self.name!r}: {node!r} is not a node; use "
-                                      "fg.Agent, fg.ToolStep, fg.START or fg.END")
+            raise FlowValidationError(
+                f"flow {self.name!r}: {node!r} is not a node; use "
+                "fg.Agent, fg.ToolStep, fg.START or fg.END"
+            )
         if node is START or node is END:
             return node.name
         known = self._nodes.setdefault(node.name, node)
@@ -161,8 +164,14 @@ class Flow:
 
     # -- running --------------------------------------------------------------------
 
-    async def arun(self, input: Input, *, context: Any = None, max_steps: int | None = None,
-                   run_id: str | None = None) -> RunResult:
+    async def arun(
+        self,
+        input: Input,
+        *,
+        context: Any = None,
+        max_steps: int | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
         """Run the flow on ``input`` (a user message, or a list of messages).
 
         Args:
@@ -176,12 +185,23 @@ class Flow:
             FlowValidationError: the flow is broken (nothing was sent).
             RunError: the run failed; ``error.result`` holds the run so far.
         """
-        run = Run(self.plan(), user_messages(input), {} if context is None else context,
-                  run_id or uuid.uuid4().hex, max_steps or self.max_steps)
+        run = Run(
+            self.plan(),
+            user_messages(input),
+            {} if context is None else context,
+            run_id or uuid.uuid4().hex,
+            max_steps or self.max_steps,
+        )
         return await execute(run)
 
-    def run(self, input: Input, *, context: Any = None, max_steps: int | None = None,
-            run_id: str | None = None) -> RunResult:
+    def run(
+        self,
+        input: Input,
+        *,
+        context: Any = None,
+        max_steps: int | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
         """Run the flow and wait for it: from a script, or inside Jupyter's running
         loop. Ctrl-C cancels the run cleanly. Arguments as for ``arun``."""
         return run_sync(self.arun(input, context=context, max_steps=max_steps, run_id=run_id))
@@ -219,8 +239,10 @@ def _check_condition(source: str, target: str, when: Condition) -> Condition:
         return None
     if isinstance(when, str):
         if not when.strip():
-            raise FlowValidationError(f"{where}: the condition is empty; write it in words, "
-                                      "or pass when=None for an unconditional edge")
+            raise FlowValidationError(
+                f"{where}: the condition is empty; write it in words, "
+                "or pass when=None for an unconditional edge"
+            )
         return when.strip()
     check_arity(when, 1, f"the predicate of {where}")
     return when

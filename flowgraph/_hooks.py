@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 
 EventName = Literal["node_enter", "node_exit", "handoff", "tool_start", "tool_end", "error"]
 EVENTS: tuple[EventName, ...] = (
-    "node_enter", "node_exit", "handoff", "tool_start", "tool_end", "error",
+    "node_enter",
+    "node_exit",
+    "handoff",
+    "tool_start",
+    "tool_end",
+    "error",
 )
 
 
@@ -45,8 +50,13 @@ class HookContext:
         run_id, step: where the run is.
     """
 
-    def __init__(self, run: Run, node: str, point: Literal["completion", "node_exit"],
-                 completion: Message | None) -> None:
+    def __init__(
+        self,
+        run: Run,
+        node: str,
+        point: Literal["completion", "node_exit"],
+        completion: Message | None,
+    ) -> None:
         self._run = run
         self.node = node
         self.point = point
@@ -82,7 +92,7 @@ class HookContext:
             self._run.append(message)
 
 
-AfterCompletion = Callable[[HookContext], None | Awaitable[None]]
+AfterCompletion = Callable[[HookContext], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
@@ -133,7 +143,7 @@ class ErrorEvent:
     error: BaseException
 
 
-Observer = Callable[[Any], None | Awaitable[None]]
+Observer = Callable[[Any], Awaitable[None] | None]
 
 
 class Hooks:
@@ -147,22 +157,22 @@ class Hooks:
         ...         self.seen.append(event.node)
     """
 
-    def on_node_enter(self, event: NodeEvent) -> None | Awaitable[None]:
+    def on_node_enter(self, event: NodeEvent) -> Awaitable[None] | None:
         """A node's visit begins."""
 
-    def on_node_exit(self, event: NodeEvent) -> None | Awaitable[None]:
+    def on_node_exit(self, event: NodeEvent) -> Awaitable[None] | None:
         """A node's visit ended; its edges are evaluated next."""
 
-    def on_handoff(self, event: HandoffEvent) -> None | Awaitable[None]:
+    def on_handoff(self, event: HandoffEvent) -> Awaitable[None] | None:
         """The run moves along an edge."""
 
-    def on_tool_start(self, event: ToolEvent) -> None | Awaitable[None]:
+    def on_tool_start(self, event: ToolEvent) -> Awaitable[None] | None:
         """A tool call is about to run."""
 
-    def on_tool_end(self, event: ToolEvent) -> None | Awaitable[None]:
+    def on_tool_end(self, event: ToolEvent) -> Awaitable[None] | None:
         """A tool call ended (its result or error text is in the event)."""
 
-    def on_error(self, event: ErrorEvent) -> None | Awaitable[None]:
+    def on_error(self, event: ErrorEvent) -> Awaitable[None] | None:
         """The run failed."""
 
 

@@ -72,12 +72,27 @@ class LocalServer:
         if model is None or importlib.util.find_spec("llama_cpp") is None:
             raise ConfigurationError(f"the bundled local model is not installed: {INSTALL_HINT}")
         port = _free_port()
-        self._log = tempfile.NamedTemporaryFile(prefix="flowgraph-llama-", suffix=".log")
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-                   "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192",
-                   "--verbose", "False"]
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open while the server runs
+            prefix="flowgraph-llama-", suffix=".log"
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "8192",
+            "--verbose",
+            "False",
+        ]
+        self._process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         atexit.register(self.stop)
         self.url = f"http://127.0.0.1:{port}/v1"
         self._wait_ready(self.url)

@@ -25,9 +25,11 @@ PROTOCOL = (
 )
 
 
-def local_request(messages: list[Message], tools: list[dict[str, Any]] | None,
-                  response_format: dict[str, Any] | None) -> tuple[list[Message],
-                                                                  dict[str, Any] | None]:
+def local_request(
+    messages: list[Message],
+    tools: list[dict[str, Any]] | None,
+    response_format: dict[str, Any] | None,
+) -> tuple[list[Message], dict[str, Any] | None]:
     """The messages and response format to send the local server instead."""
     plain = _plain_history(messages)
     if response_format is not None and response_format.get("type") == "json_schema":
@@ -36,11 +38,16 @@ def local_request(messages: list[Message], tools: list[dict[str, Any]] | None,
     if not tools:
         return plain, response_format
     functions = [tool["function"] for tool in tools]
-    listing = "\n".join(f"- {fn['name']}: {fn.get('description', '')} Arguments: "
-                        f"{json.dumps(fn.get('parameters', {}).get('properties', {}))}"
-                        for fn in functions)
+    listing = "\n".join(
+        f"- {fn['name']}: {fn.get('description', '')} Arguments: "
+        f"{json.dumps(fn.get('parameters', {}).get('properties', {}))}"
+        for fn in functions
+    )
     if plain and plain[0]["role"] == "system":
-        plain[0] = {"role": "system", "content": plain[0]["content"] + PROTOCOL.format(tools=listing)}
+        plain[0] = {
+            "role": "system",
+            "content": plain[0]["content"] + PROTOCOL.format(tools=listing),
+        }
     else:
         plain.insert(0, {"role": "system", "content": PROTOCOL.format(tools=listing).strip()})
     return plain, {"type": "json_object", "schema": _reply_schema(functions)}
@@ -56,9 +63,14 @@ def local_reply(message: Message, tools: list[dict[str, Any]] | None) -> Message
     except ValueError:
         return {"role": "assistant", "content": text}
     if isinstance(data, dict) and isinstance(data.get("tool"), str):
-        call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                "function": {"name": data["tool"],
-                             "arguments": json.dumps(data.get("arguments") or {})}}
+        call = {
+            "id": f"call_{uuid.uuid4().hex[:12]}",
+            "type": "function",
+            "function": {
+                "name": data["tool"],
+                "arguments": json.dumps(data.get("arguments") or {}),
+            },
+        }
         return {"role": "assistant", "content": None, "tool_calls": [call]}
     answer = data.get("answer") if isinstance(data, dict) else None
     return {"role": "assistant", "content": answer if isinstance(answer, str) else text}
@@ -73,8 +85,12 @@ def _reply_schema(functions: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties),
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 def _plain_history(messages: list[Message]) -> list[Message]:

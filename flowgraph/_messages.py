@@ -60,8 +60,10 @@ def check_injectable(message: object) -> Message:
     break the pairing of tool calls and answers.
     """
     if not isinstance(message, Mapping):
-        raise TypeError(f"a message is a dict like {{'role': 'user', 'content': '...'}}, "
-                        f"got {type(message).__name__}")
+        raise TypeError(
+            f"a message is a dict like {{'role': 'user', 'content': '...'}}, "
+            f"got {type(message).__name__}"
+        )
     role = message.get("role")
     if role not in INJECTABLE_ROLES:
         raise ValueError(
@@ -69,8 +71,9 @@ def check_injectable(message: object) -> Message:
             f"{sorted(INJECTABLE_ROLES)} (tool messages only answer tool calls)"
         )
     if message.get("tool_calls"):
-        raise ValueError("cannot inject an assistant message with tool_calls: nothing "
-                         "would answer them")
+        raise ValueError(
+            "cannot inject an assistant message with tool_calls: nothing would answer them"
+        )
     if not isinstance(message.get("content"), (str, list)):
         raise ValueError("an injected message needs 'content' (a string)")
     return dict(message)

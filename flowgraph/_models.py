@@ -64,14 +64,23 @@ class OpenAIModel:
         OpenAIModel('gpt-4.1-mini')
     """
 
-    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 client: AsyncOpenAI | None = None, max_retries: int | None = None,
-                 timeout: float | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        client: AsyncOpenAI | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        **settings: Any,
+    ) -> None:
         self.name = model
         self.base_url = base_url
         self.settings = settings
         self._client_options: dict[str, Any] = {
-            key: value for key, value in (("max_retries", max_retries), ("timeout", timeout))
+            key: value
+            for key, value in (("max_retries", max_retries), ("timeout", timeout))
             if value is not None
         }
         self._api_key = api_key
@@ -94,8 +103,9 @@ class OpenAIModel:
         if client is None:
             from openai import AsyncOpenAI
 
-            client = AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or _env_key(),
-                                 **self._client_options)
+            client = AsyncOpenAI(
+                base_url=self.base_url, api_key=self._api_key or _env_key(), **self._client_options
+            )
             self._clients[loop] = client
         return client
 
@@ -112,7 +122,9 @@ class OpenAIModel:
         if response_format is not None:
             options["response_format"] = response_format
         response = await self.client().chat.completions.create(
-            model=self.name, messages=messages, **options  # type: ignore[arg-type]
+            model=self.name,
+            messages=messages,  # type: ignore[arg-type]
+            **options,
         )
         return _completion(response)
 

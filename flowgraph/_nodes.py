@@ -81,10 +81,16 @@ class Agent(Node):
 
     kind: ClassVar[str] = "agent"
 
-    def __init__(self, name: str, instructions: Instructions = "", *,
-                 tools: Sequence[Tool | Callable[..., Any]] = (), model: Model | None = None,
-                 max_turns: int = 10,
-                 after_completion: Sequence[AfterCompletion] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        instructions: Instructions = "",
+        *,
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        model: Model | None = None,
+        max_turns: int = 10,
+        after_completion: Sequence[AfterCompletion] = (),
+    ) -> None:
         super().__init__(name, model=model)
         if max_turns < 1:
             raise FlowValidationError(f"agent {name!r}: max_turns must be at least 1")
@@ -130,8 +136,9 @@ class ToolStep(Node):
 
     kind: ClassVar[str] = "tool"
 
-    def __init__(self, name: str, fn: Callable[..., MaybeAwaitable[Any]], *,
-                 model: Model | None = None) -> None:
+    def __init__(
+        self, name: str, fn: Callable[..., MaybeAwaitable[Any]], *, model: Model | None = None
+    ) -> None:
         super().__init__(name, model=model)
         self.takes_context = check_arity(fn, (0, 1), f"the function of tool step {name!r}") == 1
         self.fn = fn
@@ -140,7 +147,7 @@ class ToolStep(Node):
         from flowgraph._run import Visit
 
         args = (run.ctx,) if self.takes_context else ()
-        value = await call_user(self.fn, *args)
+        value: Any = await call_user(self.fn, *args)
         if value is not None:
             run.append({"role": "assistant", "name": self.name, "content": as_text(value)})
         return Visit(output=value)

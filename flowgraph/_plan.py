@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 class Plan:
     """What the scheduler reads while a run goes on; built once per flow version."""
 
-    def __init__(self, flow: Flow, nodes: dict[str, Node], edges: Sequence[Edge],
-                 hooks: HookSet) -> None:
+    def __init__(
+        self, flow: Flow, nodes: dict[str, Node], edges: Sequence[Edge], hooks: HookSet
+    ) -> None:
         self.flow = flow
         self.nodes = nodes
         self.hooks = hooks

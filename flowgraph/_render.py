@@ -26,14 +26,29 @@ if TYPE_CHECKING:
 FORMATS = ("png", "svg", "pdf", "dot")
 FONT = "Helvetica"
 NODE_STYLE = {
-    "agent": {"shape": "box", "style": "rounded,filled", "fillcolor": "#dbeafe",
-              "color": "#1e40af"},
-    "tool": {"shape": "component", "style": "filled", "fillcolor": "#fef3c7",
-             "color": "#92400e"},
-    "start": {"shape": "circle", "style": "filled", "fillcolor": "#111827",
-              "fontcolor": "white", "width": "0.8", "fixedsize": "true"},
-    "end": {"shape": "doublecircle", "style": "filled", "fillcolor": "#111827",
-            "fontcolor": "white", "width": "0.7", "fixedsize": "true"},
+    "agent": {
+        "shape": "box",
+        "style": "rounded,filled",
+        "fillcolor": "#dbeafe",
+        "color": "#1e40af",
+    },
+    "tool": {"shape": "component", "style": "filled", "fillcolor": "#fef3c7", "color": "#92400e"},
+    "start": {
+        "shape": "circle",
+        "style": "filled",
+        "fillcolor": "#111827",
+        "fontcolor": "white",
+        "width": "0.8",
+        "fixedsize": "true",
+    },
+    "end": {
+        "shape": "doublecircle",
+        "style": "filled",
+        "fillcolor": "#111827",
+        "fontcolor": "white",
+        "width": "0.7",
+        "fixedsize": "true",
+    },
 }
 EDGE_STYLE = {
     "llm": {"style": "dashed", "color": "#1d4ed8", "fontcolor": "#1d4ed8"},
@@ -46,8 +61,14 @@ TAKEN = {"color": "#dc2626", "fontcolor": "#dc2626", "penwidth": "2.5"}
 def flow_digraph(flow: Flow, *, direction: str = "TB") -> graphviz.Digraph:
     """The flow as a ``graphviz.Digraph``: node shapes by kind, edge styles by kind."""
     dot = graphviz.Digraph(flow.name)
-    dot.attr(rankdir=direction, fontname=FONT, nodesep="0.5", ranksep="0.6",
-             label=_html(_text(f"flow: {flow.name}")), labelloc="t")
+    dot.attr(
+        rankdir=direction,
+        fontname=FONT,
+        nodesep="0.5",
+        ranksep="0.6",
+        label=_html(_text(f"flow: {flow.name}")),
+        labelloc="t",
+    )
     dot.attr("node", fontname=FONT, fontsize="12")
     dot.attr("edge", fontname=FONT, fontsize="10", arrowsize="0.8")
     for node in (START, *flow.nodes.values(), END):
@@ -65,14 +86,19 @@ def render_flow(flow: Flow, path: str | None, *, format: str | None = None) -> g
     return dot
 
 
-def render_run(flow: Flow | None, result: RunResult, path: str | None, *,
-               format: str | None = None) -> graphviz.Digraph:
+def render_run(
+    flow: Flow | None, result: RunResult, path: str | None, *, format: str | None = None
+) -> graphviz.Digraph:
     """Draw ``flow`` with the run's path over it: taken edges in red, numbered by step."""
     if flow is None:
         raise UsageError("this result has no flow attached; render it with flow.render()")
     dot = graphviz.Digraph(flow.name)
-    dot.attr(rankdir="TB", fontname=FONT, labelloc="t",
-             label=_html(_text(f"run {result.run_id[:8]}: {result.status}")))
+    dot.attr(
+        rankdir="TB",
+        fontname=FONT,
+        labelloc="t",
+        label=_html(_text(f"run {result.run_id[:8]}: {result.status}")),
+    )
     dot.attr("node", fontname=FONT, fontsize="12")
     dot.attr("edge", fontname=FONT, fontsize="10", arrowsize="0.8")
     steps: dict[str, list[int]] = {}
@@ -133,8 +159,9 @@ def _node_label(node: Node, flow: Flow, steps: list[int] | None = None) -> str:
     lines = [f"<b>{_text(node.name)}</b>"]
     if isinstance(node, Agent):
         model = node.model or flow.model
-        lines.append(f'<font point-size="10">{_text(model.name if model else "default model")}'
-                     "</font>")
+        lines.append(
+            f'<font point-size="10">{_text(model.name if model else "default model")}</font>'
+        )
         if node.tools:
             names = ", ".join(tool.name for tool in node.tools)
             lines.append(f'<font point-size="10">tools: {_wrap(names, 30)}</font>')
@@ -184,11 +211,15 @@ def to_mermaid(flow: Flow) -> str:
         lines.append(f"    {_mermaid_node(node)}")
     arrows = {"llm": "-.->", "predicate": "-->", "fallback": "-->"}
     for edge in flow.edges:
-        text = edge.label if edge.kind == "llm" else (
-            f"if {edge.label}()" if edge.kind == "predicate" else "")
+        text = (
+            edge.label
+            if edge.kind == "llm"
+            else (f"if {edge.label}()" if edge.kind == "predicate" else "")
+        )
         label = f'|"{_mermaid_text(text)}"|' if text else ""
-        lines.append(f"    {_mermaid_id(edge.source)} {arrows[edge.kind]}{label} "
-                     f"{_mermaid_id(edge.target)}")
+        lines.append(
+            f"    {_mermaid_id(edge.source)} {arrows[edge.kind]}{label} {_mermaid_id(edge.target)}"
+        )
     return "\n".join(lines) + "\n"
 
 

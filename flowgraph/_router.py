@@ -60,8 +60,10 @@ def _format(choices: list[str]) -> dict[str, Any]:
         "required": ["choice"],
         "additionalProperties": False,
     }
-    return {"type": "json_schema", "json_schema": {"name": "route", "strict": True,
-                                                    "schema": schema}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "route", "strict": True, "schema": schema},
+    }
 
 
 def _parse(reply: str, choices: list[str]) -> str | None:

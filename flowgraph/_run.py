@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flowgraph._callables import call_user
 from flowgraph._context import RunContext, Usage
@@ -30,8 +30,9 @@ class Visit:
 class Run:
     """The mutable state of one run, and the calls every node makes through it."""
 
-    def __init__(self, plan: Plan, messages: list[Message], context: Any, run_id: str,
-                 max_steps: int) -> None:
+    def __init__(
+        self, plan: Plan, messages: list[Message], context: Any, run_id: str, max_steps: int
+    ) -> None:
         self.plan = plan
         self.hooks = plan.hooks
         self.run_id = run_id
@@ -44,8 +45,9 @@ class Run:
         self.notes: list[str] = []
         self.step = 0
         self.output: Any = None
-        self.ctx: RunContext[Any] = RunContext(context, messages, run_id, usage=self.usage,
-                                               path=self.path)
+        self.ctx: RunContext[Any] = RunContext(
+            context, messages, run_id, usage=self.usage, path=self.path
+        )
 
     def append(self, message: Message) -> None:
         self.messages.append(message)
@@ -53,24 +55,34 @@ class Run:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    async def complete(self, node: str, messages: list[Message], *,
-                       tools: list[dict[str, Any]] | None = None,
-                       response_format: dict[str, Any] | None = None) -> Completion:
+    async def complete(
+        self,
+        node: str,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> Completion:
         """Send one request for ``node`` after checking the history; count its usage."""
         try:
             check_history(messages)
         except HistoryError as exc:
-            raise RunError(f"node {node!r} would send a broken conversation: {exc}",
-                           node=node) from exc
+            raise RunError(
+                f"node {node!r} would send a broken conversation: {exc}", node=node
+            ) from exc
         model = self.plan.model_for(node)
         try:
-            completion = await model.complete(messages, tools=tools or None,
-                                              response_format=response_format)
+            completion = await model.complete(
+                messages, tools=tools or None, response_format=response_format
+            )
         except FlowgraphError:
             raise
         except Exception as exc:
-            raise ModelError(f"the model request of node {node!r} failed "
-                             f"({model.name}): {type(exc).__name__}: {exc}", node=node) from exc
+            raise ModelError(
+                f"the model request of node {node!r} failed "
+                f"({model.name}): {type(exc).__name__}: {exc}",
+                node=node,
+            ) from exc
         self.usage.add(completion.usage)
         node_usage = self.usage_by_node.get(node)
         if node_usage is None:
@@ -81,7 +93,9 @@ class Run:
     async def after_completion(self, node: Node, completion: Message | None) -> None:
         """Run the flow's and the node's after_completion hooks at this safe point."""
         hooks = self.hooks.after_completion + getattr(node, "hooks", [])
-        point = "completion" if completion is not None else "node_exit"
+        point: Literal["completion", "node_exit"] = (
+            "completion" if completion is not None else "node_exit"
+        )
         for hook in hooks:
             try:
                 await call_user(hook, HookContext(self, node.name, point, completion))
@@ -89,16 +103,27 @@ class Run:
                 raise
             except Exception as exc:
                 name = getattr(hook, "__name__", repr(hook))
-                raise RunError(f"the after_completion hook {name!r} raised at node "
-                               f"{node.name!r}: {type(exc).__name__}: {exc}",
-                               node=node.name) from exc
+                raise RunError(
+                    f"the after_completion hook {name!r} raised at node "
+                    f"{node.name!r}: {type(exc).__name__}: {exc}",
+                    node=node.name,
+                ) from exc
 
     def result(self, status: Status, reason: str) -> RunResult:
         result = RunResult(
-            flow=self.plan.flow.name, run_id=self.run_id, status=status, reason=reason,
-            output=self.output, messages=self.messages, context=self.ctx.context,
-            path=self.path, usage=self.usage, usage_by_node=self.usage_by_node,
-            steps=self.step, trace=self.trace, notes=self.notes,
+            flow=self.plan.flow.name,
+            run_id=self.run_id,
+            status=status,
+            reason=reason,
+            output=self.output,
+            messages=self.messages,
+            context=self.ctx.context,
+            path=self.path,
+            usage=self.usage,
+            usage_by_node=self.usage_by_node,
+            steps=self.step,
+            trace=self.trace,
+            notes=self.notes,
         )
         result._flow = self.plan.flow
         return result

@@ -31,8 +31,9 @@ async def execute(run: Run) -> RunResult:
     except FlowgraphError:
         raise
     except Exception as exc:
-        error = RunError(f"{node.kind} {node.name!r} raised {type(exc).__name__}: {exc}",
-                         node=node.name)
+        error = RunError(
+            f"{node.kind} {node.name!r} raised {type(exc).__name__}: {exc}", node=node.name
+        )
         await _failed(run, error, node)
         raise error from exc
 
@@ -43,7 +44,8 @@ async def _step(run: Run, node: Node) -> Visit:
         raise MaxStepsExceeded(
             f"the run made more than max_steps={run.max_steps} node visits (last: "
             f"{' -> '.join(run.path[-6:])}). If the loop is intended, raise it with "
-            "run(..., max_steps=N) or Flow(..., max_steps=N)", node=node.name,
+            "run(..., max_steps=N) or Flow(..., max_steps=N)",
+            node=node.name,
         )
     run.path.append(node.name)
     run.ctx.node, run.ctx.step = node.name, run.step
@@ -56,11 +58,14 @@ async def _step(run: Run, node: Node) -> Visit:
     await run.after_completion(node, None)
     run.output = visit.output
     seconds = time.perf_counter() - started
-    run.trace.append(StepRecord(step=run.step, node=node.name, seconds=seconds,
-                                usage=run.usage - usage_before))
+    run.trace.append(
+        StepRecord(step=run.step, node=node.name, seconds=seconds, usage=run.usage - usage_before)
+    )
     if hooks.wants("node_exit"):
-        await hooks.emit("node_exit", NodeEvent(run.run_id, run.step, node.name, node.kind,
-                                                visit.output, seconds))
+        await hooks.emit(
+            "node_exit",
+            NodeEvent(run.run_id, run.step, node.name, node.kind, visit.output, seconds),
+        )
     return visit
 
 
@@ -74,8 +79,10 @@ async def _leave(run: Run, node: Node, visit: Visit) -> Edge | None:
     if run.trace and node is not START:
         run.trace[-1].edge, run.trace[-1].next = edge.kind, edge.target
     if run.hooks.wants("handoff"):
-        await run.hooks.emit("handoff", HandoffEvent(run.run_id, run.step, edge.source,
-                                                     edge.target, edge.kind, edge.label))
+        await run.hooks.emit(
+            "handoff",
+            HandoffEvent(run.run_id, run.step, edge.source, edge.target, edge.kind, edge.label),
+        )
     return edge
 
 
@@ -83,8 +90,10 @@ def _dead_end(run: Run, node: Node) -> str:
     exits = run.plan.exits.get(node.name)
     if exits is None:
         return f"node {node.name!r} has no out-edges"
-    return (f"no edge out of {node.name!r} was taken: no predicate held, no LLM condition "
-            "was chosen, and it has no unconditional edge")
+    return (
+        f"no edge out of {node.name!r} was taken: no predicate held, no LLM condition "
+        "was chosen, and it has no unconditional edge"
+    )
 
 
 async def _failed(run: Run, error: RunError, node: Node) -> None:

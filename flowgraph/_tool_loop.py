@@ -57,10 +57,12 @@ async def run_agent(run: Run, agent: Agent) -> Visit:
 
 async def _request(run: Run, agent: Agent, schemas: list[dict[str, Any]]) -> Message:
     try:
-        system = await call_inline(agent.system_prompt, run.ctx)
+        system: str = await call_inline(agent.system_prompt, run.ctx)
     except Exception as exc:
-        raise RunError(f"the instructions of agent {agent.name!r} raised "
-                       f"{type(exc).__name__}: {exc}", node=agent.name) from exc
+        raise RunError(
+            f"the instructions of agent {agent.name!r} raised {type(exc).__name__}: {exc}",
+            node=agent.name,
+        ) from exc
     # An empty system message is refused by strict providers: leave it out.
     messages = [{"role": "system", "content": system}, *run.messages] if system else run.messages
     completion = await run.complete(agent.name, messages, tools=schemas)
@@ -71,8 +73,9 @@ async def _request(run: Run, agent: Agent, schemas: list[dict[str, Any]]) -> Mes
     return message
 
 
-async def _answer(run: Run, agent: Agent, calls: Sequence[Message], tools: dict[str, Tool],
-                  exits: Exits) -> Edge | None:
+async def _answer(
+    run: Run, agent: Agent, calls: Sequence[Message], tools: dict[str, Tool], exits: Exits
+) -> Edge | None:
     """Answer each tool call with exactly one tool message, in the calls' order."""
     handoff: Edge | None = None
     texts: list[str | None] = [None] * len(calls)
@@ -93,15 +96,16 @@ async def _answer(run: Run, agent: Agent, calls: Sequence[Message], tools: dict[
         index, job = pending.popitem()
         texts[index] = await job
     elif pending:
-        for index, text in zip(pending, await asyncio.gather(*pending.values())):
-            texts[index] = text
-    for call, text in zip(calls, texts):
+        done = await asyncio.gather(*pending.values())
+        for index, result in zip(pending, done, strict=True):
+            texts[index] = result
+    for call, text in zip(calls, texts, strict=True):
         run.append({"role": "tool", "tool_call_id": call["id"], "content": text})
     return handoff
 
 
 async def _call_tool(run: Run, agent: Agent, tool: Tool, call: Message) -> str:
-    arguments = call["function"].get("arguments") or ""
+    arguments = str(call["function"].get("arguments") or "")
     observed = run.hooks.wants("tool_start") or run.hooks.wants("tool_end")
     if observed:
         start = ToolEvent(run.run_id, run.step, agent.name, tool.name, call["id"], arguments)
@@ -115,8 +119,16 @@ async def _call_tool(run: Run, agent: Agent, tool: Tool, call: Message) -> str:
     except Exception as exc:
         text = f"Error: tool {tool.name!r} raised {type(exc).__name__}: {exc}"
     if observed:
-        end = ToolEvent(run.run_id, run.step, agent.name, tool.name, call["id"], arguments,
-                        result=text, failed=failed)
+        end = ToolEvent(
+            run.run_id,
+            run.step,
+            agent.name,
+            tool.name,
+            call["id"],
+            arguments,
+            result=text,
+            failed=failed,
+        )
         await run.hooks.emit("tool_end", end)
     return text
 
@@ -124,7 +136,9 @@ async def _call_tool(run: Run, agent: Agent, tool: Tool, call: Message) -> str:
 def _unknown(name: str, agent: Agent, tools: dict[str, Tool], exits: Exits) -> str:
     transfers = ", ".join(edge.transfer_name for edge in exits.llm) or "none"
     if name.startswith("transfer_to_"):
-        return (f"Error: no hand-off from {agent.name} to {name[len('transfer_to_'):]!r} is "
-                f"declared. The hand-offs you can use: {transfers}.")
+        return (
+            f"Error: no hand-off from {agent.name} to {name[len('transfer_to_') :]!r} is "
+            f"declared. The hand-offs you can use: {transfers}."
+        )
     known = ", ".join(tools) or "none"
     return f"Error: there is no tool {name!r}. Your tools: {known}; hand-offs: {transfers}."

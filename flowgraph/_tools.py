@@ -49,10 +49,11 @@ class Tool:
         'find_order'
     """
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
-                 description: str | None = None) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+    ) -> None:
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "")
+        self.name: str = name or str(getattr(fn, "__name__", ""))
         self._description = description
         self._spec: _Spec | None = None
 
@@ -139,8 +140,13 @@ def _build_spec(fn: Callable[..., Any], name: str) -> _Spec:
             continue
         fields[param.name] = _field(name, param, annotation, arg_docs.get(param.name))
     model = _args_model(name, fields)
-    return _Spec(model, _parameters(name, model), summary or name, context_param,
-                 inspect.iscoroutinefunction(fn))
+    return _Spec(
+        model,
+        _parameters(name, model),
+        summary or name,
+        context_param,
+        inspect.iscoroutinefunction(fn),
+    )
 
 
 def _field(tool: str, param: inspect.Parameter, annotation: Any, doc: str | None) -> Any:
@@ -155,7 +161,7 @@ def _field(tool: str, param: inspect.Parameter, annotation: Any, doc: str | None
 
 def _args_model(tool: str, fields: dict[str, Any]) -> type[BaseModel]:
     try:
-        return pydantic.create_model(  # type: ignore[call-overload, no-any-return]
+        return pydantic.create_model(
             f"{tool}_arguments", __config__=ConfigDict(extra="forbid"), **fields
         )
     except pydantic.PydanticUserError as exc:
@@ -186,8 +192,7 @@ def _strip_titles(schema: dict[str, Any]) -> dict[str, Any]:
         if key == "title" and isinstance(value, str):
             continue
         if key in ("properties", "$defs") and isinstance(value, dict):
-            out[key] = {k: _strip_titles(v) if isinstance(v, dict) else v
-                        for k, v in value.items()}
+            out[key] = {k: _strip_titles(v) if isinstance(v, dict) else v for k, v in value.items()}
         elif isinstance(value, dict):
             out[key] = _strip_titles(value)
         elif isinstance(value, list):

@@ -34,8 +34,11 @@ def validate(flow: Flow) -> None:
     ]
     if problems:
         head = f"flow {flow.name!r} is not valid"
-        text = f"{head}: {problems[0]}" if len(problems) == 1 else (
-            head + ":\n" + "\n".join(f"- {problem}" for problem in problems))
+        text = (
+            f"{head}: {problems[0]}"
+            if len(problems) == 1
+            else (head + ":\n" + "\n".join(f"- {problem}" for problem in problems))
+        )
         raise FlowValidationError(text, problems=problems)
 
 
@@ -46,8 +49,14 @@ def build_graph(flow: Flow) -> nx.MultiDiGraph:
         graph.add_node(node.name, kind=node.kind, node=node)
     for edge in flow.edges:
         if edge.source in graph and edge.target in graph:
-            graph.add_edge(edge.source, edge.target, key=edge.index, kind=edge.kind,
-                           label=edge.label, edge=edge)
+            graph.add_edge(
+                edge.source,
+                edge.target,
+                key=edge.index,
+                kind=edge.kind,
+                label=edge.label,
+                edge=edge,
+            )
     return graph
 
 
@@ -62,8 +71,10 @@ def _endpoints(flow: Flow) -> Iterator[str]:
             if name not in known:
                 close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                yield (f"{edge.describe()}: there is no node {name!r}{hint}; pass the node "
-                       "object to flow.edge(), or add it with flow.add(node)")
+                yield (
+                    f"{edge.describe()}: there is no node {name!r}{hint}; pass the node "
+                    "object to flow.edge(), or add it with flow.add(node)"
+                )
 
 
 def _start_and_end(flow: Flow) -> Iterator[str]:
@@ -81,8 +92,10 @@ def _reachability(flow: Flow) -> Iterator[str]:
     reachable = nx.descendants(graph, START.name) | {START.name}
     lost = sorted(name for name in flow.nodes if name not in reachable)
     if lost and any(edge.source == START.name for edge in flow.edges):
-        yield (f"nodes not reachable from START: {lost}. Add an edge that leads to them, or "
-               "leave them out of the flow")
+        yield (
+            f"nodes not reachable from START: {lost}. Add an edge that leads to them, or "
+            "leave them out of the flow"
+        )
 
 
 def _exits(flow: Flow) -> Iterator[str]:
@@ -91,17 +104,21 @@ def _exits(flow: Flow) -> Iterator[str]:
     for edge in flow.edges:
         if edge.kind == "llm":
             if (edge.source, edge.target) in seen_llm:
-                yield (f"{edge.describe()} has two LLM conditions: merge them into one "
-                       "string (the agent gets one transfer tool per target)")
+                yield (
+                    f"{edge.describe()} has two LLM conditions: merge them into one "
+                    "string (the agent gets one transfer tool per target)"
+                )
             seen_llm.add((edge.source, edge.target))
         elif edge.kind == "fallback":
             fallbacks.setdefault(edge.source, []).append(edge)
     for source, edges in fallbacks.items():
         if len(edges) > 1:
             targets = [edge.target for edge in edges]
-            yield (f"node {source!r} has {len(edges)} unconditional edges (to {targets}): "
-                   "parallel branches are not supported yet; give all but one a condition "
-                   "(when=...)")
+            yield (
+                f"node {source!r} has {len(edges)} unconditional edges (to {targets}): "
+                "parallel branches are not supported yet; give all but one a condition "
+                "(when=...)"
+            )
 
 
 def _tools(flow: Flow) -> Iterator[str]:
@@ -114,11 +131,15 @@ def _tools(flow: Flow) -> Iterator[str]:
                 yield f"agent {agent.name!r}: {exc}"
                 continue
             if tool.name in names:
-                yield (f"agent {agent.name!r} has two tools named {tool.name!r}: rename one "
-                       "with fg.Tool(fn, name=...)")
+                yield (
+                    f"agent {agent.name!r} has two tools named {tool.name!r}: rename one "
+                    "with fg.Tool(fn, name=...)"
+                )
             if tool.name.startswith(TRANSFER_PREFIX):
-                yield (f"agent {agent.name!r}: tool name {tool.name!r} is reserved for "
-                       "hand-offs; rename it with fg.Tool(fn, name=...)")
+                yield (
+                    f"agent {agent.name!r}: tool name {tool.name!r} is reserved for "
+                    "hand-offs; rename it with fg.Tool(fn, name=...)"
+                )
             names.add(tool.name)
 
 
@@ -130,12 +151,16 @@ def _models(flow: Flow) -> Iterator[str]:
             yield f"agent {agent.name!r} has no model: {NO_MODEL}"
     for edge in flow.edges:
         node = flow.nodes.get(edge.source)
-        if edge.kind == "llm" and not isinstance(node, Agent) and (node is None or
-                                                                   node.model is None):
-            yield (f"{edge.describe()} has an LLM condition, but {edge.source!r} has no model "
-                   f"to evaluate it: {NO_MODEL}")
+        if (
+            edge.kind == "llm"
+            and not isinstance(node, Agent)
+            and (node is None or node.model is None)
+        ):
+            yield (
+                f"{edge.describe()} has an LLM condition, but {edge.source!r} has no model "
+                f"to evaluate it: {NO_MODEL}"
+            )
 
 
 def _agents(flow: Flow) -> Iterator[Agent]:
     return (node for node in flow.nodes.values() if isinstance(node, Agent))
-

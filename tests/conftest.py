@@ -22,8 +22,9 @@ def serve() -> Iterator[Serve]:
         server = ScriptedServer(script, **options)
         server.start()
         servers.append(server)
-        return server, fg.OpenAIModel("scripted", base_url=server.url, api_key="test",
-                                      max_retries=0)
+        return server, fg.OpenAIModel(
+            "scripted", base_url=server.url, api_key="test", max_retries=0
+        )
 
     yield start
     for server in servers:

@@ -70,7 +70,8 @@ def test_no_edge_taken_ends_the_run_and_says_why() -> None:
     assert result.path == ["start"]
     assert result.reason == (
         "no edge out of 'start' was taken: no predicate held, no LLM condition was chosen, "
-        "and it has no unconditional edge")
+        "and it has no unconditional edge"
+    )
 
 
 def test_a_node_without_out_edges_ends_the_run() -> None:
@@ -79,8 +80,11 @@ def test_a_node_without_out_edges_ends_the_run() -> None:
 
     result = flow.run("go")
 
-    assert (result.path, result.reason, result.output) == (["only"], "node 'only' has no "
-                                                            "out-edges", "only")
+    assert (result.path, result.reason, result.output) == (
+        ["only"],
+        "node 'only' has no out-edges",
+        "only",
+    )
 
 
 def router_flow(model: fg.Model) -> fg.Flow:
@@ -104,8 +108,11 @@ def test_a_tool_step_routes_with_one_structured_output_request(serve: Serve) -> 
     assert schema["strict"] is True
     assert schema["schema"]["properties"]["choice"]["enum"] == ["refund", "archive", "none"]
     assert '- "refund": The amount is over 100.' in request.messages[0]["content"]
-    assert request.messages[-2] == {"role": "assistant", "name": "check",
-                                    "content": json.dumps({"amount": 120})}
+    assert request.messages[-2] == {
+        "role": "assistant",
+        "name": "check",
+        "content": json.dumps({"amount": 120}),
+    }
     assert request.messages[-1]["role"] == "user"
     assert result.usage_by_node["check"].requests == 1
 
@@ -121,8 +128,11 @@ def test_a_garbage_router_reply_is_answered_once_then_fails(serve: Serve) -> Non
     assert server.requests[1].messages[-1]["content"].startswith("That is not valid.")
 
     _, model = serve(["nope", '{"choice": "teleport"}'])
-    with pytest.raises(fg.ModelError, match="the router of node 'check' did not pick one of "
-                       r"\['refund', 'archive', 'none'\]") as caught:
+    with pytest.raises(
+        fg.ModelError,
+        match="the router of node 'check' did not pick one of "
+        r"\['refund', 'archive', 'none'\]",
+    ) as caught:
         router_flow(model).run("check")
     assert caught.value.result is not None
     assert caught.value.result.path == ["check"]
@@ -137,8 +147,9 @@ def test_a_predicate_that_raises_fails_the_run_naming_the_edge() -> None:
     flow.edge(fg.START, step("start"))
     flow.edge("start", step("vip"), when=is_vip)
 
-    with pytest.raises(fg.RunError, match="the predicate 'is_vip' of edge 'start' -> 'vip' "
-                       "raised KeyError: 'vip'") as caught:
+    with pytest.raises(
+        fg.RunError, match="the predicate 'is_vip' of edge 'start' -> 'vip' raised KeyError: 'vip'"
+    ) as caught:
         flow.run("go")
     assert caught.value.result is not None
     assert caught.value.result.status == "failed"
@@ -152,8 +163,11 @@ def test_max_steps_stops_a_loop() -> None:
     flow.edge(ping, pong)
     flow.edge(pong, ping)
 
-    with pytest.raises(fg.MaxStepsExceeded, match=r"more than max_steps=5 node visits \(last: "
-                       "ping -> pong -> ping -> pong -> ping\\)") as caught:
+    with pytest.raises(
+        fg.MaxStepsExceeded,
+        match=r"more than max_steps=5 node visits \(last: "
+        "ping -> pong -> ping -> pong -> ping\\)",
+    ) as caught:
         flow.run("go")
     assert caught.value.result is not None
     assert len(caught.value.result.path) == 5

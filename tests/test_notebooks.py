@@ -1,0 +1,40 @@
+"""Every notebook runs top to bottom in a real Jupyter kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_the_notebook_runs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
+
+    outputs = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    ]
+    assert not [output for output in outputs if output.get("output_type") == "error"]
+    if path.stem == "quickstart":
+        text = "".join(output.get("text", "") for output in outputs)
+        assert "path: ['triage', 'refund', 'receipt']" in text
+        assert any("image/svg+xml" in output.get("data", {}) for output in outputs)
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS
