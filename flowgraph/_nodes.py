@@ -32,6 +32,7 @@ class Node:
         _check_name(name, type(self).__name__)
         self.name = name
         self.model = model
+        self.hooks: list[AfterCompletion] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -45,6 +46,7 @@ class _Terminal(Node):
     def __init__(self, name: str, kind: str) -> None:
         self.name = name
         self.model = None
+        self.hooks = []
         self.kind = kind  # type: ignore[misc]
 
     def __repr__(self) -> str:
@@ -99,7 +101,7 @@ class Agent(Node):
         self.instructions = instructions
         self.tools = [as_tool(tool) for tool in tools]
         self.max_turns = max_turns
-        self.hooks: list[AfterCompletion] = list(after_completion)
+        self.hooks.extend(after_completion)
 
     def after_completion(self, fn: AfterCompletion) -> AfterCompletion:
         """Decorator: run ``fn(hook)`` after each completion of this agent."""

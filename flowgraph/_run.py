@@ -92,7 +92,7 @@ class Run:
 
     async def after_completion(self, node: Node, completion: Message | None) -> None:
         """Run the flow's and the node's after_completion hooks at this safe point."""
-        hooks = self.hooks.after_completion + getattr(node, "hooks", [])
+        hooks = self.hooks.after_completion + node.hooks
         point: Literal["completion", "node_exit"] = (
             "completion" if completion is not None else "node_exit"
         )

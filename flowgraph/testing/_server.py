@@ -1,0 +1,249 @@
+"""`ScriptedServer`: an OpenAI-compatible chat completions server answering from a script."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from flowgraph.testing._http import (
+    HttpRequest,
+    HttpResponse,
+    HttpServer,
+    ServerThread,
+    raise_open_file_limit,
+)
+from flowgraph.testing._invalid import InvalidRequest
+from flowgraph.testing._script import (
+    ChatRequest,
+    CompletionWriter,
+    Fault,
+    Reply,
+    Script,
+    ScriptError,
+    ScriptFunction,
+    ScriptItem,
+    error_body,
+    resolve,
+)
+from flowgraph.testing._strict import check_chat_request
+
+if TYPE_CHECKING:
+    from flowgraph import OpenAIModel
+
+_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+_MODEL_PATHS = ("/v1/models", "/models")
+_NOT_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON.)"
+)
+_MODELS = json.dumps(
+    {
+        "object": "list",
+        "data": [{"id": "scripted", "object": "model", "created": 0, "owned_by": "flowgraph"}],
+    }
+).encode()
+_SSE = "text/event-stream; charset=utf-8"
+
+
+class ScriptedServer:
+    """An OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script.
+
+    Test a flow through the real ``openai`` client and real HTTP: each chat
+    completions request takes the next script item. Requests are checked as
+    strictly as OpenAI checks them first; an invalid one gets HTTP 400 and
+    does not use up an item. The server runs in a daemon thread with its own
+    event loop, so sync and async clients, scripts and notebooks all work.
+
+    Args:
+        script: Items consumed in order, one per request (see `ScriptItem`), or one
+            function of the `ChatRequest` answering every request.
+        latency: Seconds slept before answering each chat request.
+        stream_delay: Seconds between the events of a streamed answer.
+
+    Attributes:
+        requests: Every chat request received, in order, rejected ones included.
+        errors: Problems of the script itself: exceptions raised by callable items, and
+            requests that found the script exhausted (each was also answered with a 400).
+
+    Script callables run on the server's event loop: keep them quick, or make
+    them async to wait.
+
+    Example:
+        >>> import openai
+        >>> from flowgraph.testing import ScriptedServer, tool_call
+        >>> with ScriptedServer(["Hello!", tool_call("lookup", {"id": 1})]) as server:
+        ...     client = openai.OpenAI(base_url=server.url, api_key="test")
+        ...     reply = client.chat.completions.create(
+        ...         model="scripted", messages=[{"role": "user", "content": "Hi"}]
+        ...     )
+        >>> reply.choices[0].message.content
+        'Hello!'
+    """
+
+    def __init__(
+        self,
+        script: Iterable[ScriptItem] | ScriptFunction,
+        *,
+        latency: float = 0.0,
+        stream_delay: float = 0.0,
+    ) -> None:
+        self._script = Script(script)
+        self.latency = latency
+        self.stream_delay = stream_delay
+        self.requests: list[ChatRequest] = []
+        self.errors: list[Exception] = []
+        self._writer = CompletionWriter()
+        self._thread: ServerThread | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the last one, once stopped)."""
+        if self._port is None:
+            raise RuntimeError("The ScriptedServer has not started: use `with server:` or start().")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The ``base_url`` for an openai client: ``http://127.0.0.1:PORT/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def add(self, *items: ScriptItem) -> None:
+        """Append replies to the script, even while the server runs.
+
+        Example:
+            >>> from flowgraph.testing import ScriptedServer, tool_call
+            >>> server = ScriptedServer(["first"])
+            >>> server.add("second", tool_call("lookup"))
+        """
+        self._script.add(items)
+
+    def start(self) -> None:
+        """Start serving on a free port; return once the server accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("The ScriptedServer is already running.")
+        raise_open_file_limit()
+        thread = ServerThread(HttpServer(self._handle))
+        self._port = thread.start()
+        self._thread = thread
+
+    def stop(self) -> None:
+        """Stop serving and close all connections. Safe to call twice."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stop()
+
+    def model(self, name: str = "scripted", **settings: Any) -> OpenAIModel:
+        """A `flowgraph.OpenAIModel` pointed at this server.
+
+        Example:
+            >>> with ScriptedServer(["Hi"]) as server:  # doctest: +SKIP
+            ...     model = server.model(temperature=0)
+        """
+        import flowgraph  # late: no import cycle when flowgraph's own modules use testing
+
+        return flowgraph.OpenAIModel(name, base_url=self.url, api_key="test", **settings)
+
+    def __enter__(self) -> ScriptedServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> ScriptedServer:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- request handling (runs in the server thread) --------------------------------------
+
+    async def _handle(self, request: HttpRequest) -> HttpResponse:
+        if request.path in _CHAT_PATHS and request.method == "POST":
+            return await self._chat(request)
+        if request.method == "GET" and request.path in _MODEL_PATHS:
+            return HttpResponse(200, _MODELS)
+        if request.method == "GET" and request.path.startswith(_MODEL_PATHS[0] + "/"):
+            return _model(request.path.rpartition("/")[2])
+        message = f"Invalid URL ({request.method} {request.path})"
+        return HttpResponse(404, error_body(message, "invalid_request_error"))
+
+    async def _chat(self, http: HttpRequest) -> HttpResponse:
+        response = await self._respond(http)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        return response
+
+    async def _respond(self, http: HttpRequest) -> HttpResponse:
+        try:
+            body = json.loads(http.body)
+        except ValueError:  # also catches bytes that are not UTF-8
+            return _invalid(InvalidRequest(_NOT_JSON))
+        try:
+            check_chat_request(body)
+        except InvalidRequest as exc:
+            if isinstance(body, dict):
+                self._record(http, body, exc.message)
+            return _invalid(exc)
+        return await self._answer(self._record(http, body, None))
+
+    def _record(
+        self, http: HttpRequest, body: dict[str, Any], rejection: str | None
+    ) -> ChatRequest:
+        index = len(self.requests)
+        request = ChatRequest.from_body(
+            body, index, path=http.path, headers=http.headers, rejection=rejection
+        )
+        self.requests.append(request)
+        return request
+
+    async def _answer(self, request: ChatRequest) -> HttpResponse:
+        try:
+            reply = await resolve(self._script.take(request), request)
+        except ScriptError as exc:
+            self.errors.append(exc)
+            return _invalid(InvalidRequest(str(exc)))
+        except Exception as exc:  # a failing test callback must reach the test, not kill us
+            self.errors.append(exc)
+            return _invalid(InvalidRequest(_callback_failed(request, exc)))
+        if isinstance(reply, Fault):
+            return HttpResponse(
+                reply.status, error_body(reply.message, reply.type), headers=reply.headers
+            )
+        return self._completion(reply, request)
+
+    def _completion(self, reply: Reply, request: ChatRequest) -> HttpResponse:
+        headers = {"x-request-id": f"req_flowgraph{request.index}"}
+        if not request.stream:
+            return HttpResponse(200, self._writer.completion(reply, request), headers=headers)
+        events = self._writer.events(reply, request)
+        return HttpResponse(
+            200, content_type=_SSE, headers=headers, chunks=events, chunk_delay=self.stream_delay
+        )
+
+
+def _invalid(problem: InvalidRequest) -> HttpResponse:
+    body = error_body(problem.message, "invalid_request_error", problem.param, problem.code)
+    return HttpResponse(400, body)
+
+
+def _callback_failed(request: ChatRequest, exc: Exception) -> str:
+    return (
+        f"flowgraph.testing: the script item for request #{request.index + 1} "
+        f"(server.requests[{request.index}]) raised {type(exc).__name__}: {exc}"
+    )
+
+
+def _model(name: str) -> HttpResponse:
+    model = {"id": name, "object": "model", "created": 0, "owned_by": "flowgraph"}
+    return HttpResponse(200, json.dumps(model).encode())
