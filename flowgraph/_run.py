@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from flowgraph._callables import call_user
 from flowgraph._context import RunContext, Usage
 from flowgraph._edges import Edge
-from flowgraph._errors import FlowgraphError, ModelError, RunError
+from flowgraph._errors import ModelError, RunError, UsageError
 from flowgraph._hooks import HookContext
 from flowgraph._messages import HistoryError, Message, check_history
 from flowgraph._models import Completion
@@ -75,7 +75,7 @@ class Run:
             completion = await model.complete(
                 messages, tools=tools or None, response_format=response_format
             )
-        except FlowgraphError:
+        except RunError:
             raise
         except Exception as exc:
             raise ModelError(
@@ -99,7 +99,7 @@ class Run:
         for hook in hooks:
             try:
                 await call_user(hook, HookContext(self, node.name, point, completion))
-            except FlowgraphError:
+            except UsageError:
                 raise
             except Exception as exc:
                 name = getattr(hook, "__name__", repr(hook))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from flowgraph._edges import Edge, decide
-from flowgraph._errors import FlowgraphError, MaxStepsExceeded, RunError
+from flowgraph._errors import FlowValidationError, MaxStepsExceeded, RunError, UsageError
 from flowgraph._hooks import ErrorEvent, HandoffEvent, NodeEvent
 from flowgraph._nodes import END, START, Node
 from flowgraph._result import RunResult, StepRecord
@@ -26,16 +26,19 @@ async def execute(run: Run) -> RunResult:
             node = run.plan.nodes[edge.target]
             visit = await _step(run, node)
     except RunError as exc:
-        await _failed(run, exc, node)
-        raise
-    except FlowgraphError:
+        if exc.result is None:  # this run's own error, not one of a flow run inside a node
+            await _failed(run, exc, node)
+            raise
+        cause: Exception = exc
+    except (FlowValidationError, UsageError):
         raise
     except Exception as exc:
-        error = RunError(
-            f"{node.kind} {node.name!r} raised {type(exc).__name__}: {exc}", node=node.name
-        )
-        await _failed(run, error, node)
-        raise error from exc
+        cause = exc
+    error = RunError(
+        f"{node.kind} {node.name!r} raised {type(cause).__name__}: {cause}", node=node.name
+    )
+    await _failed(run, error, node)
+    raise error from cause
 
 
 async def _step(run: Run, node: Node) -> Visit:

@@ -229,3 +229,30 @@ def test_a_broken_history_is_caught_before_it_is_sent(serve: Serve) -> None:
     ):
         agent_flow(model).run(history)
     assert server.requests == []
+
+
+def test_a_failing_inner_flow_fails_the_outer_run_keeping_both_states() -> None:
+    def explode() -> str:
+        raise ValueError("inner boom")
+
+    inner = fg.Flow("inner")
+    inner.edge(fg.START, fg.ToolStep("explode", explode))
+
+    async def delegate() -> str:
+        return str((await inner.arun("x")).output)
+
+    outer = fg.Flow("outer")
+    outer.edge(fg.START, fg.ToolStep("prepare", lambda: "prepared"))
+    outer.edge("prepare", fg.ToolStep("delegate", delegate))
+
+    with pytest.raises(
+        fg.RunError,
+        match="tool 'delegate' raised RunError: tool 'explode' raised ValueError: inner boom",
+    ) as caught:
+        outer.run("go")
+    assert caught.value.result is not None
+    assert caught.value.result.path == ["prepare", "delegate"]
+    inner_error = caught.value.__cause__
+    assert isinstance(inner_error, fg.RunError)
+    assert inner_error.result is not None
+    assert inner_error.result.path == ["explode"]
