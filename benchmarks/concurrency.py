@@ -58,8 +58,9 @@ async def _worker(impl: str, url: str, runs: int) -> dict[str, Any]:
 def measure(runs: int = 1000, latency: float = 0.05, repeats: int = 2) -> dict[str, Any]:
     samples: dict[str, list[dict[str, Any]]] = {"handwritten": [], "flowgraph": []}
     with server_process(latency) as url:
-        for _ in range(repeats):
-            for impl in samples:
+        for repeat in range(repeats):
+            order = list(samples) if repeat % 2 == 0 else list(samples)[::-1]
+            for impl in order:  # alternate who goes first: the server warms up too
                 out = subprocess.run(
                     [
                         sys.executable,

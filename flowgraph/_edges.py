@@ -96,11 +96,16 @@ NO_EXITS = Exits()
 
 def transfer_tool(edge: Edge) -> dict[str, Any]:
     """The ``transfer_to_<node>`` tool an agent is offered for an LLM-evaluated edge."""
+    action = (
+        "End the conversation"
+        if edge.target == "END"
+        else f"Hand the conversation to {edge.target}"
+    )
     return {
         "type": "function",
         "function": {
             "name": edge.transfer_name,
-            "description": f"Hand the conversation to {edge.target}. Use when: {edge.when}",
+            "description": f"{action}. Use when: {edge.when}",
             "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
         },
     }

@@ -253,3 +253,19 @@ def test_model_settings_are_sent_with_every_request(serve: Serve) -> None:
 
     body = server.requests[0].body
     assert (body["model"], body["temperature"], body["seed"]) == ("my-model", 0, 7)
+
+
+def test_an_llm_condition_can_lead_to_end(serve: Serve) -> None:
+    server, model = serve([tool_call("transfer_to_END")])
+    agent = fg.Agent("desk")
+    flow = fg.Flow("bye", model=model)
+    flow.edge(fg.START, agent)
+    flow.edge(agent, fg.END, when="The customer said goodbye.")
+    flow.edge(agent, fg.ToolStep("survey", lambda: "survey sent"))
+
+    result = flow.run("bye!")
+
+    assert (result.path, result.reason) == (["desk"], "reached END")
+    assert server.requests[0].tools[0]["function"]["description"] == (
+        "End the conversation. Use when: The customer said goodbye."
+    )
