@@ -38,8 +38,7 @@ _ROLE_KEYS = {
 }
 _USER_PARTS = ("text", "image_url", "input_audio", "file")
 _MESSAGE_NAME = re.compile(r"^[^\s<|\\/>]+$")
-_NAME_PATTERN = "^[a-zA-Z0-9_-]+$"
-_NAME = re.compile(_NAME_PATTERN)
+_NAME = re.compile("^[a-zA-Z0-9_-]+$")
 _TOOL_CHOICES = ("none", "auto", "required")
 _FORMATS = ("text", "json_object", "json_schema")
 
@@ -214,20 +213,21 @@ def _check_message(param: str, message: object) -> None:
             raise unknown_parameter(f"{param}.{key}")
     name = message.get("name")
     if name is not None:
-        _check_message_name(f"{param}.name", name)
+        _check_pattern(f"{param}.name", name, _MESSAGE_NAME)
     _ROLE_CHECKS[role](param, message)
 
 
-def _check_message_name(param: str, name: object) -> None:
+def _check_pattern(param: str, name: object, pattern: re.Pattern[str]) -> str:
     if not isinstance(name, str):
         raise wrong_type(param, "a string", name)
-    if not _MESSAGE_NAME.match(name):
+    if not pattern.match(name):
         raise InvalidRequest(
             f"Invalid '{param}': string does not match pattern. "
-            f"Expected a string that matches the pattern '{_MESSAGE_NAME.pattern}'.",
+            f"Expected a string that matches the pattern '{pattern.pattern}'.",
             param,
             "invalid_value",
         )
+    return name
 
 
 def _check_instruction(param: str, message: dict[str, Any]) -> None:
@@ -445,15 +445,7 @@ def _check_tool(param: str, tool: object, declared: list[str]) -> str:
 
 def _check_name(param: str, name: object) -> str:
     """Check a function or schema name: ``^[a-zA-Z0-9_-]+$``, at most 64 characters."""
-    if not isinstance(name, str):
-        raise wrong_type(param, "a string", name)
-    if not _NAME.match(name):
-        raise InvalidRequest(
-            f"Invalid '{param}': string does not match pattern. "
-            f"Expected a string that matches the pattern '{_NAME_PATTERN}'.",
-            param,
-            "invalid_value",
-        )
+    name = _check_pattern(param, name, _NAME)
     if len(name) > 64:
         raise InvalidRequest(
             f"Invalid '{param}': string too long. Expected a string with maximum length 64, "
