@@ -11,7 +11,7 @@ from flowgraph._edges import Edge
 from flowgraph._errors import ModelError, RunError, UsageError
 from flowgraph._hooks import HookContext
 from flowgraph._messages import HistoryError, Message, check_history
-from flowgraph._models import Completion
+from flowgraph._models import Completion, Model
 from flowgraph._result import RunResult, Status, StepRecord
 
 if TYPE_CHECKING:
@@ -60,17 +60,19 @@ class Run:
         node: str,
         messages: list[Message],
         *,
+        model: Model | None = None,
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
     ) -> Completion:
-        """Send one request for ``node`` after checking the history; count its usage."""
+        """Send one request for ``node`` (with ``model``, by default the node's) after
+        checking the history; count its usage for the node and the run."""
         try:
             check_history(messages)
         except HistoryError as exc:
             raise RunError(
                 f"node {node!r} would send a broken conversation: {exc}", node=node
             ) from exc
-        model = self.plan.model_for(node)
+        model = model or self.plan.model_for(node)
         try:
             completion = await model.complete(
                 messages, tools=tools or None, response_format=response_format

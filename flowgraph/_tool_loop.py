@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flowgraph._callables import call_inline
-from flowgraph._edges import NO_EXITS, Edge, Exits
+from flowgraph._edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
 from flowgraph._errors import RunError
 from flowgraph._hooks import ToolEvent
 from flowgraph._messages import Message
@@ -30,115 +30,146 @@ EMPTY_REPLY = (
 
 
 async def run_agent(run: Run, agent: Agent) -> Visit:
-    """One visit of ``agent``: its tool loop, ended by an answer, a hand-off or max_turns."""
-    from flowgraph._run import Visit
-
+    """One visit of ``agent`` as a node: its tool loop on the run's conversation,
+    with its hand-offs offered as transfer tools and the after_completion hooks."""
     exits = run.plan.exits.get(agent.name, NO_EXITS)
-    tools, schemas = run.plan.agent_tools[agent.name]
-    output: str | None = None
-    handoff: Edge | None = None
-    for _ in range(agent.max_turns):
-        message = await _request(run, agent, schemas)
-        calls = message.get("tool_calls")
-        content = message.get("content")
-        if content:
-            output = content
-        if calls:
-            handoff = await _answer(run, agent, calls, tools, exits)
-        elif not content:
-            run.append({"role": "system", "content": EMPTY_REPLY})
-        await run.after_completion(agent, message)
-        if handoff is not None or (content and not calls):
-            break
-    else:
-        run.note(f"agent {agent.name!r} reached max_turns={agent.max_turns}")
-    return Visit(output=output, handoff=handoff)
+    return await _Loop(run, agent, run.messages, exits, agent.name, hooks=True).loop()
 
 
-async def _request(run: Run, agent: Agent, schemas: list[dict[str, Any]]) -> Message:
-    try:
-        system: str = await call_inline(agent.system_prompt, run.ctx)
-    except Exception as exc:
-        raise RunError(
-            f"the instructions of agent {agent.name!r} raised {type(exc).__name__}: {exc}",
-            node=agent.name,
-        ) from exc
-    # An empty system message is refused by strict providers: leave it out.
-    messages = [{"role": "system", "content": system}, *run.messages] if system else run.messages
-    completion = await run.complete(agent.name, messages, tools=schemas)
-    message = completion.message
-    if message.get("content") or message.get("tool_calls"):
-        message["name"] = agent.name
-        run.append(message)
-    return message
+async def agent_turn(run: Run, agent: Agent, messages: list[Message], node: str) -> str | None:
+    """The agent's tool loop on ``messages`` (a nested chat's), with no hand-offs and
+    no hooks; usage counts for ``node``. Returns the agent's last text."""
+    visit = await _Loop(run, agent, messages, NO_EXITS, node, hooks=False).loop()
+    return visit.output  # type: ignore[no-any-return]
 
 
-async def _answer(
-    run: Run, agent: Agent, calls: Sequence[Message], tools: dict[str, Tool], exits: Exits
-) -> Edge | None:
-    """Answer each tool call with exactly one tool message, in the calls' order."""
-    handoff: Edge | None = None
-    texts: list[str | None] = [None] * len(calls)
-    pending: dict[int, Awaitable[str]] = {}
-    for index, call in enumerate(calls):
-        name = call["function"]["name"]
-        edge = exits.transfer(name)
-        if edge is not None and handoff is None:
-            handoff = edge
-            texts[index] = f"Transferred to {edge.target}."
-        elif edge is not None:
-            texts[index] = f"Error: already handing off to {handoff.target}; one hand-off per turn."  # type: ignore[union-attr]
-        elif name in tools:
-            pending[index] = _call_tool(run, agent, tools[name], call)
+class _Loop:
+    """One tool loop: an agent, the messages it reads and extends, the exits it may take."""
+
+    def __init__(
+        self,
+        run: Run,
+        agent: Agent,
+        messages: list[Message],
+        exits: Exits,
+        node: str,
+        *,
+        hooks: bool,
+    ) -> None:
+        self.run, self.agent, self.messages, self.exits = run, agent, messages, exits
+        self.node, self.hooks = node, hooks
+        self.tools, self.schemas = run.plan.toolset(agent, exits)
+
+    async def loop(self) -> Visit:
+        from flowgraph._run import Visit
+
+        output: str | None = None
+        handoff: Edge | None = None
+        for _ in range(self.agent.max_turns):
+            message = await self._request()
+            calls = message.get("tool_calls")
+            content = message.get("content")
+            if content:
+                output = content
+            if calls:
+                handoff = await self._answer(calls)
+            elif not content:
+                self.messages.append({"role": "system", "content": EMPTY_REPLY})
+            if self.hooks:
+                await self.run.after_completion(self.agent, message)
+            if handoff is not None or (content and not calls):
+                break
         else:
-            texts[index] = _unknown(name, agent, tools, exits)
-    if len(pending) == 1:
-        index, job = pending.popitem()
-        texts[index] = await job
-    elif pending:
-        done = await asyncio.gather(*pending.values())
-        for index, result in zip(pending, done, strict=True):
-            texts[index] = result
-    for call, text in zip(calls, texts, strict=True):
-        run.append({"role": "tool", "tool_call_id": call["id"], "content": text})
-    return handoff
+            self.run.note(f"agent {self.agent.name!r} reached max_turns={self.agent.max_turns}")
+        return Visit(output=output, handoff=handoff)
 
-
-async def _call_tool(run: Run, agent: Agent, tool: Tool, call: Message) -> str:
-    arguments = str(call["function"].get("arguments") or "")
-    observed = run.hooks.wants("tool_start") or run.hooks.wants("tool_end")
-    if observed:
-        start = ToolEvent(run.run_id, run.step, agent.name, tool.name, call["id"], arguments)
-        await run.hooks.emit("tool_start", start)
-    failed = True
-    try:
-        text = await tool.call(arguments, run.ctx)
-        failed = False
-    except ToolArgumentsError as exc:
-        text = f"Error: {exc}. Call the tool again with arguments that fit its schema."
-    except Exception as exc:
-        text = f"Error: tool {tool.name!r} raised {type(exc).__name__}: {exc}"
-    if observed:
-        end = ToolEvent(
-            run.run_id,
-            run.step,
-            agent.name,
-            tool.name,
-            call["id"],
-            arguments,
-            result=text,
-            failed=failed,
+    async def _request(self) -> Message:
+        agent = self.agent
+        try:
+            system: str = await call_inline(agent.system_prompt, self.run.ctx)
+        except Exception as exc:
+            raise RunError(
+                f"the instructions of agent {agent.name!r} raised {type(exc).__name__}: {exc}",
+                node=self.node,
+            ) from exc
+        # An empty system message is refused by strict providers: leave it out.
+        messages = (
+            [{"role": "system", "content": system}, *self.messages] if system else self.messages
         )
-        await run.hooks.emit("tool_end", end)
-    return text
-
-
-def _unknown(name: str, agent: Agent, tools: dict[str, Tool], exits: Exits) -> str:
-    transfers = ", ".join(edge.transfer_name for edge in exits.llm) or "none"
-    if name.startswith("transfer_to_"):
-        return (
-            f"Error: no hand-off from {agent.name} to {name[len('transfer_to_') :]!r} is "
-            f"declared. The hand-offs you can use: {transfers}."
+        completion = await self.run.complete(
+            self.node, messages, model=self.run.plan.model_of(agent), tools=self.schemas
         )
-    known = ", ".join(tools) or "none"
-    return f"Error: there is no tool {name!r}. Your tools: {known}; hand-offs: {transfers}."
+        message = completion.message
+        if message.get("content") or message.get("tool_calls"):
+            message["name"] = agent.name
+            self.messages.append(message)
+        return message
+
+    async def _answer(self, calls: Sequence[Message]) -> Edge | None:
+        """Answer each tool call with exactly one tool message, in the calls' order."""
+        handoff: Edge | None = None
+        texts: list[str | None] = [None] * len(calls)
+        pending: dict[int, Awaitable[str]] = {}
+        for index, call in enumerate(calls):
+            name = call["function"]["name"]
+            edge = self.exits.transfer(name)
+            if edge is not None and handoff is None:
+                handoff = edge
+                texts[index] = f"Transferred to {edge.target}."
+            elif edge is not None and handoff is not None:
+                texts[index] = (
+                    f"Error: already handing off to {handoff.target}; one hand-off per turn."
+                )
+            elif name in self.tools:
+                pending[index] = self._call_tool(self.tools[name], call)
+            else:
+                texts[index] = self._unknown(name)
+        if len(pending) == 1:
+            index, job = pending.popitem()
+            texts[index] = await job
+        elif pending:
+            done = await asyncio.gather(*pending.values())
+            for index, result in zip(pending, done, strict=True):
+                texts[index] = result
+        for call, text in zip(calls, texts, strict=True):
+            self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+        return handoff
+
+    async def _call_tool(self, tool: Tool, call: Message) -> str:
+        run = self.run
+        arguments = str(call["function"].get("arguments") or "")
+        observed = run.hooks.wants("tool_start") or run.hooks.wants("tool_end")
+        if observed:
+            start = ToolEvent(run.run_id, run.step, self.node, tool.name, call["id"], arguments)
+            await run.hooks.emit("tool_start", start)
+        failed = True
+        try:
+            text = await tool.call(arguments, run.ctx)
+            failed = False
+        except ToolArgumentsError as exc:
+            text = f"Error: {exc}. Call the tool again with arguments that fit its schema."
+        except Exception as exc:
+            text = f"Error: tool {tool.name!r} raised {type(exc).__name__}: {exc}"
+        if observed:
+            end = ToolEvent(
+                run.run_id,
+                run.step,
+                self.node,
+                tool.name,
+                call["id"],
+                arguments,
+                result=text,
+                failed=failed,
+            )
+            await run.hooks.emit("tool_end", end)
+        return text
+
+    def _unknown(self, name: str) -> str:
+        transfers = ", ".join(edge.transfer_name for edge in self.exits.llm) or "none"
+        if name.startswith(TRANSFER_PREFIX):
+            return (
+                f"Error: no hand-off from {self.agent.name} to {name[len(TRANSFER_PREFIX) :]!r} is "
+                f"declared. The hand-offs you can use: {transfers}."
+            )
+        known = ", ".join(self.tools) or "none"
+        return f"Error: there is no tool {name!r}. Your tools: {known}; hand-offs: {transfers}."
