@@ -38,8 +38,10 @@ from flowgraph._hooks import (
 )
 from flowgraph._local import LocalModel
 from flowgraph._models import Completion, Model, OpenAIModel
+from flowgraph._nested import Chat, ChatResult, NestedChat
 from flowgraph._nodes import END, START, Agent, Node, ToolStep
 from flowgraph._result import RunResult, StepRecord
+from flowgraph._subflow import SubFlow
 from flowgraph._tools import Tool
 
 __version__ = "0.1.0"
@@ -48,6 +50,8 @@ __all__ = [
     "END",
     "START",
     "Agent",
+    "Chat",
+    "ChatResult",
     "Completion",
     "ConfigurationError",
     "Edge",
@@ -62,6 +66,7 @@ __all__ = [
     "MaxStepsExceeded",
     "Model",
     "ModelError",
+    "NestedChat",
     "Node",
     "NodeEvent",
     "OpenAIModel",
@@ -69,6 +74,7 @@ __all__ = [
     "RunError",
     "RunResult",
     "StepRecord",
+    "SubFlow",
     "Tool",
     "ToolEvent",
     "ToolStep",

@@ -18,6 +18,7 @@ from flowgraph._plan import Plan
 from flowgraph._result import RunResult
 from flowgraph._run import Run
 from flowgraph._scheduler import execute
+from flowgraph._subflow import SubFlow
 from flowgraph._validate import build_graph, validate
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Flow:
         self.hooks = HookSet()
         self._nodes: dict[str, Node] = {}
         self._edges: list[Edge] = []
+        self._subflows: dict[int, SubFlow] = {}
         self._plan: Plan | None = None
 
     def __repr__(self) -> str:
@@ -79,18 +81,20 @@ class Flow:
         """The edges, in the order declared."""
         return tuple(self._edges)
 
-    def add(self, *nodes: Node) -> Flow:
+    def add(self, *nodes: Node | Flow) -> Flow:
         """Add nodes (``edge()`` adds the nodes it is given, too)."""
         for node in nodes:
             self._register(node)
         return self
 
-    def edge(self, source: Node | str, target: Node | str, when: Condition = None) -> Edge:
+    def edge(
+        self, source: Node | Flow | str, target: Node | Flow | str, when: Condition = None
+    ) -> Edge:
         """Declare a hand-off from ``source`` to ``target``.
 
         Args:
-            source: a node, ``fg.START``, or a node's name.
-            target: a node, ``fg.END``, or a node's name.
+            source: a node, ``fg.START``, a flow (run as a sub-flow), or a node's name.
+            target: a node, ``fg.END``, a flow (run as a sub-flow), or a node's name.
             when: None for the unconditional fallback; a string for a condition the
                 LLM evaluates; a function of the ``RunContext`` for a predicate.
         """
@@ -102,11 +106,13 @@ class Flow:
         self._plan = None
         return edge
 
-    def _register(self, node: Node) -> str:
+    def _register(self, node: Node | Flow) -> str:
+        if isinstance(node, Flow):
+            node = self._subflows.setdefault(id(node), SubFlow(node))
         if not isinstance(node, Node):
             raise FlowValidationError(
-                f"flow {self.name!r}: {node!r} is not a node; use "
-                "fg.Agent, fg.ToolStep, fg.START or fg.END"
+                f"flow {self.name!r}: {node!r} is not a node; use fg.Agent, fg.ToolStep, "
+                "fg.NestedChat, a fg.Flow, fg.START or fg.END"
             )
         if node is START or node is END:
             return node.name

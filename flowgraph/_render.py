@@ -17,7 +17,9 @@ import graphviz
 
 from flowgraph._edges import Edge
 from flowgraph._errors import ConfigurationError, UsageError
+from flowgraph._nested import NestedChat
 from flowgraph._nodes import END, START, Agent, Node, ToolStep
+from flowgraph._subflow import SubFlow
 
 if TYPE_CHECKING:
     from flowgraph._flow import Flow
@@ -33,6 +35,13 @@ NODE_STYLE = {
         "color": "#1e40af",
     },
     "tool": {"shape": "component", "style": "filled", "fillcolor": "#fef3c7", "color": "#92400e"},
+    "nested": {
+        "shape": "box",
+        "style": "rounded,filled,dashed",
+        "fillcolor": "#ede9fe",
+        "color": "#5b21b6",
+    },
+    "flow": {"shape": "box3d", "style": "filled", "fillcolor": "#dcfce7", "color": "#166534"},
     "start": {
         "shape": "circle",
         "style": "filled",
@@ -165,6 +174,15 @@ def _node_label(node: Node, flow: Flow, steps: list[int] | None = None) -> str:
         if node.tools:
             names = ", ".join(tool.name for tool in node.tools)
             lines.append(f'<font point-size="10">tools: {_wrap(names, 30)}</font>')
+    elif isinstance(node, NestedChat):
+        for index, chat in enumerate(node.chats, 1):
+            recipient = chat.recipient.name if chat.recipient else "?"
+            method = chat.summary if isinstance(chat.summary, str) else "callable"
+            lines.append(
+                f'<font point-size="10">{index}. {_text(recipient)} · {_text(method)}</font>'
+            )
+    elif isinstance(node, SubFlow):
+        lines.append(f'<font point-size="10">sub-flow, {len(node.flow.nodes)} nodes</font>')
     elif isinstance(node, ToolStep):
         fn_name = getattr(node.fn, "__name__", "function")
         lines.append(f'<font point-size="10">{_text(fn_name)}()</font>')
@@ -225,7 +243,13 @@ def to_mermaid(flow: Flow) -> str:
 
 def _mermaid_node(node: Node) -> str:
     ident, text = _mermaid_id(node.name), _mermaid_text(node.name)
-    shapes = {"start": f'(("{text}"))', "end": f'((("{text}")))', "tool": f'[["{text}"]]'}
+    shapes = {
+        "start": f'(("{text}"))',
+        "end": f'((("{text}")))',
+        "tool": f'[["{text}"]]',
+        "nested": f'{{{{"{text}"}}}}',
+        "flow": f'[/"{text}"/]',
+    }
     return ident + shapes.get(node.kind, f'("{text}")')
 
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from flowgraph._context import Usage
 from flowgraph._messages import Message
+from flowgraph._nested import ChatResult
 
 if TYPE_CHECKING:
     import graphviz
@@ -24,6 +25,8 @@ class StepRecord(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     edge: Literal["predicate", "llm", "fallback"] | None = None
     next: str | None = None
+    inner: list[StepRecord] = Field(default_factory=list)
+    """A sub-flow's own steps, when this step ran one."""
 
 
 class RunResult(BaseModel):
@@ -42,6 +45,8 @@ class RunResult(BaseModel):
         steps: the number of node visits; ``trace`` has one record per visit.
         notes: things worth knowing that did not stop the run (an agent that
             reached ``max_turns``).
+        chats: the nested chats run, in order, with their own messages and summaries
+            (they are not poured into ``messages``).
 
     Example:
         >>> result = flow.run("I want a refund")  # doctest: +SKIP
@@ -64,6 +69,7 @@ class RunResult(BaseModel):
     steps: int = 0
     trace: list[StepRecord] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    chats: list[ChatResult] = Field(default_factory=list)
     _flow: Any = PrivateAttr(default=None)
 
     def render(self, path: str | None = None, *, format: str | None = None) -> graphviz.Digraph:

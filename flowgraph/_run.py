@@ -15,6 +15,7 @@ from flowgraph._models import Completion, Model
 from flowgraph._result import RunResult, Status, StepRecord
 
 if TYPE_CHECKING:
+    from flowgraph._nested import ChatResult
     from flowgraph._nodes import Node
     from flowgraph._plan import Plan
 
@@ -25,6 +26,7 @@ class Visit:
 
     output: Any = None
     handoff: Edge | None = None
+    inner: RunResult | None = None  # a sub-flow's run
 
 
 class Run:
@@ -43,6 +45,7 @@ class Run:
         self.path: list[str] = []
         self.trace: list[StepRecord] = []
         self.notes: list[str] = []
+        self.chats: list[ChatResult] = []
         self.step = 0
         self.output: Any = None
         self.ctx: RunContext[Any] = RunContext(
@@ -126,6 +129,7 @@ class Run:
             steps=self.step,
             trace=self.trace,
             notes=self.notes,
+            chats=self.chats,
         )
         result._flow = self.plan.flow
         return result

@@ -61,8 +61,15 @@ async def _step(run: Run, node: Node) -> Visit:
     await run.after_completion(node, None)
     run.output = visit.output
     seconds = time.perf_counter() - started
+    inner = visit.inner.trace if visit.inner is not None else []
     run.trace.append(
-        StepRecord(step=run.step, node=node.name, seconds=seconds, usage=run.usage - usage_before)
+        StepRecord(
+            step=run.step,
+            node=node.name,
+            seconds=seconds,
+            usage=run.usage - usage_before,
+            inner=inner,
+        )
     )
     if hooks.wants("node_exit"):
         await hooks.emit(

@@ -15,7 +15,9 @@ import networkx as nx
 from flowgraph._edges import TRANSFER_PREFIX, Edge
 from flowgraph._errors import FlowValidationError
 from flowgraph._models import NO_MODEL, default_model_available
+from flowgraph._nested import NestedChat
 from flowgraph._nodes import END, START, Agent
+from flowgraph._subflow import SubFlow
 from flowgraph._tools import ToolDefinitionError
 
 if TYPE_CHECKING:
@@ -24,14 +26,7 @@ if TYPE_CHECKING:
 
 def validate(flow: Flow) -> None:
     """Raise ``FlowValidationError`` listing every problem of ``flow``."""
-    problems = [
-        *_endpoints(flow),
-        *_start_and_end(flow),
-        *_reachability(flow),
-        *_exits(flow),
-        *_tools(flow),
-        *_models(flow),
-    ]
+    problems = list(_problems(flow, within=()))
     if problems:
         head = f"flow {flow.name!r} is not valid"
         text = (
@@ -40,6 +35,17 @@ def validate(flow: Flow) -> None:
             else (head + ":\n" + "\n".join(f"- {problem}" for problem in problems))
         )
         raise FlowValidationError(text, problems=problems)
+
+
+def _problems(flow: Flow, within: tuple[int, ...]) -> Iterator[str]:
+    yield from _endpoints(flow)
+    yield from _start_and_end(flow)
+    yield from _reachability(flow)
+    yield from _exits(flow)
+    yield from _nested(flow)
+    yield from _subflows(flow, (*within, id(flow)))
+    yield from _tools(flow)
+    yield from _models(flow)
 
 
 def build_graph(flow: Flow) -> nx.MultiDiGraph:
@@ -121,6 +127,23 @@ def _exits(flow: Flow) -> Iterator[str]:
             )
 
 
+def _nested(flow: Flow) -> Iterator[str]:
+    for node in flow.nodes.values():
+        if isinstance(node, NestedChat):
+            yield from node.problems()
+
+
+def _subflows(flow: Flow, within: tuple[int, ...]) -> Iterator[str]:
+    for node in flow.nodes.values():
+        if not isinstance(node, SubFlow):
+            continue
+        if id(node.flow) in within:
+            yield f"sub-flow {node.name!r} contains itself: a flow cannot run inside itself"
+            continue
+        for problem in _problems(node.flow, within):
+            yield f"sub-flow {node.name!r}: {problem}"
+
+
 def _tools(flow: Flow) -> Iterator[str]:
     for agent in _agents(flow):
         names: set[str] = set()
@@ -163,4 +186,11 @@ def _models(flow: Flow) -> Iterator[str]:
 
 
 def _agents(flow: Flow) -> Iterator[Agent]:
-    return (node for node in flow.nodes.values() if isinstance(node, Agent))
+    """The flow's agents, those of its nested chats included (each once)."""
+    seen: set[int] = set()
+    for node in flow.nodes.values():
+        inner = node.agents() if isinstance(node, NestedChat) else [node]
+        for agent in inner:
+            if isinstance(agent, Agent) and id(agent) not in seen:
+                seen.add(id(agent))
+                yield agent

@@ -1,0 +1,46 @@
+"""A Flow as a node: a sub-flow runs its own graph on the same run context."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowgraph._context import Usage
+from flowgraph._nodes import Node
+
+if TYPE_CHECKING:
+    from flowgraph._flow import Flow
+    from flowgraph._run import Run, Visit
+
+
+class SubFlow(Node):
+    """A sub-flow in a parent flow. ``flow.edge(a, other_flow)`` makes one.
+
+    The sub-flow runs from its START on the parent's conversation and context
+    variables, with its own hooks and ``max_steps``; reaching its END (or a node with
+    no edge to take) returns to the parent, whose edges then decide. Its usage counts
+    in the parent run, and its steps are kept in the parent step's ``inner`` record.
+    """
+
+    kind = "flow"
+
+    def __init__(self, flow: Flow) -> None:
+        super().__init__(flow.name)
+        self.flow = flow
+
+    async def visit(self, run: Run) -> Visit:
+        from flowgraph._run import Run as ChildRun
+        from flowgraph._run import Visit
+        from flowgraph._scheduler import execute
+
+        child = ChildRun(
+            self.flow.plan(), run.messages, run.ctx.context, run.run_id, self.flow.max_steps
+        )
+        try:
+            result = await execute(child)
+        finally:
+            run.usage.add(child.usage)
+            run.usage_by_node.setdefault(self.name, Usage()).add(child.usage)
+            run.chats.extend(child.chats)
+            run.notes.extend(f"{self.name}: {note}" for note in child.notes)
+        run.ctx.context = result.context
+        return Visit(output=result.output, inner=result)
