@@ -182,7 +182,8 @@ def _node_label(node: Node, flow: Flow, steps: list[int] | None = None) -> str:
                 f'<font point-size="10">{index}. {_text(recipient)} · {_text(method)}</font>'
             )
     elif isinstance(node, SubFlow):
-        lines.append(f'<font point-size="10">sub-flow, {len(node.flow.nodes)} nodes</font>')
+        count = len(node.flow.nodes)
+        lines.append(f'<font point-size="10">sub-flow, {count} node{"s" * (count != 1)}</font>')
     elif isinstance(node, ToolStep):
         fn_name = getattr(node.fn, "__name__", "function")
         lines.append(f'<font point-size="10">{_text(fn_name)}()</font>')

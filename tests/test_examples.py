@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from examples import research_hook, support
+from examples import nested_chats, research_hook, support
 from flowgraph.testing import ChatRequest, tool_call
 
 from .conftest import Serve, roles
@@ -63,3 +63,33 @@ def test_research_hook_example(serve: Serve) -> None:
     assert server.requests[2].messages[-1]["content"] == (
         "Research finding: Returns are accepted within 30 days of delivery."
     )
+
+
+def test_nested_chats_example_maps_ag2_one_to_one(serve: Serve) -> None:
+    def script(request: ChatRequest) -> Any:
+        system = request.system or ""
+        if system.startswith("You verify"):
+            if request.last_message["role"] == "user":
+                return tool_call("verify_customer", {"customer_id": "C-42"})
+            return tool_call("transfer_to_verify")
+        if system.startswith("You are a critic"):
+            return "refund, kettle, verified"
+        if system.startswith("You are a poet"):
+            return "A kettle cold, a refund told."
+        return "Your refund is confirmed."
+
+    server, model = serve(script)
+
+    result = nested_chats.build_flow(model).run("I'm C-42, refund my kettle please.")
+
+    assert result.path == ["customer_agent", "verify", "refund_specialist"]
+    assert [chat.message for chat in result.chats] == [
+        "Summarise the conversation into a few key words\nContext:\n"
+        "I'm C-42, refund my kettle please.\nCustomer C-42 is verified.",
+        "Write a poem about it.\nContext:\nrefund, kettle, verified",
+    ]
+    assert server.requests[-1].system == (
+        "You are the refund specialist. The customer is verified. Confirm the refund."
+    )
+    assert result.output == "Your refund is confirmed."
+    assert len(server.requests) == 5  # 2 customer turns, critic, poet, refund: nothing else
