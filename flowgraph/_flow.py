@@ -214,29 +214,50 @@ class Flow:
 
     # -- drawing --------------------------------------------------------------------
 
-    def to_dot(self) -> str:
-        """The flow in graphviz's DOT language."""
-        from flowgraph._render import flow_digraph
+    def to_dot(self, *, direction: str = "TB", detail: str = "full") -> str:
+        """The flow in graphviz's DOT language (options as for ``render``)."""
+        from flowgraph._dot import flow_digraph
 
-        return str(flow_digraph(self).source)
+        return str(flow_digraph(self, direction=direction, detail=detail).source)
 
-    def to_mermaid(self) -> str:
-        """The flow as a Mermaid flowchart."""
-        from flowgraph._render import to_mermaid
+    def to_mermaid(self, *, direction: str = "TB", detail: str = "full") -> str:
+        """The flow as a Mermaid flowchart (options as for ``render``)."""
+        from flowgraph._mermaid import to_mermaid
 
-        return to_mermaid(self)
+        return to_mermaid(self, direction=direction, detail=detail)
 
-    def render(self, path: str | None = None, *, format: str | None = None) -> graphviz.Digraph:
-        """Draw the flow with graphviz; write ``path`` (format from its suffix: png, svg,
-        pdf, dot) if given. Returns the ``graphviz.Digraph``."""
+    def render(
+        self,
+        path: str | None = None,
+        *,
+        format: str | None = None,
+        direction: str = "TB",
+        detail: str = "full",
+    ) -> graphviz.Digraph:
+        """Draw the flow with graphviz's ``dot``, offline.
+
+        Args:
+            path: the file to write, if any; its suffix names the format.
+            format: ``"png"``, ``"svg"``, ``"pdf"`` or ``"dot"`` (overrides the suffix).
+            direction: the layout: ``"TB"`` (top to bottom), ``"LR"``, ``"BT"``, ``"RL"``.
+            detail: ``"full"`` (models, tools, nested chats and sub-flows drawn inside)
+                or ``"compact"`` (names only).
+
+        Returns:
+            The ``graphviz.Digraph``; Jupyter shows it inline.
+
+        Example:
+            >>> flow.render("flow.svg", direction="LR")  # doctest: +SKIP
+        """
         from flowgraph._render import render_flow
 
-        return render_flow(self, path, format=format)
+        return render_flow(self, path, format=format, direction=direction, detail=detail)
 
     def _repr_svg_(self) -> str:
-        from flowgraph._render import flow_digraph
+        from flowgraph._dot import flow_digraph
+        from flowgraph._render import svg
 
-        return str(flow_digraph(self).pipe(format="svg", encoding="utf-8"))
+        return svg(flow_digraph(self))
 
 
 def _check_condition(source: str, target: str, when: Condition) -> Condition:

@@ -72,8 +72,22 @@ class RunResult(BaseModel):
     chats: list[ChatResult] = Field(default_factory=list)
     _flow: Any = PrivateAttr(default=None)
 
-    def render(self, path: str | None = None, *, format: str | None = None) -> graphviz.Digraph:
-        """Draw the flow with this run's path over it (see ``Flow.render``)."""
+    def render(
+        self,
+        path: str | None = None,
+        *,
+        format: str | None = None,
+        direction: str = "TB",
+        detail: str = "full",
+    ) -> graphviz.Digraph:
+        """Draw the flow with this run over it: the nodes and edges taken in red, with
+        step numbers, how often, time, requests and tokens per node; the node where a
+        failed run stopped in its own style. Options as for ``Flow.render``."""
         from flowgraph._render import render_run
 
-        return render_run(self._flow, self, path, format=format)
+        return render_run(self._flow, self, path, format=format, direction=direction, detail=detail)
+
+    def _repr_svg_(self) -> str:
+        from flowgraph._render import svg
+
+        return svg(self.render())

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import flowgraph as fg
 
+SNAPSHOTS = Path(__file__).parent / "snapshots"
 MODEL = fg.OpenAIModel("gpt-4.1-mini", base_url="http://127.0.0.1:9/v1", api_key="k")
 
 
@@ -21,84 +27,231 @@ def is_vip(ctx: fg.RunContext[dict[str, bool]]) -> bool:
     return ctx.context.get("vip", False)
 
 
-def support_flow(condition: str = "The customer wants money back.") -> fg.Flow:
+def send_receipt() -> str:
+    return "sent"
+
+
+def keywords(agent: fg.Agent, messages: list[dict[str, Any]], args: dict[str, Any]) -> str:
+    return "keywords"
+
+
+def every_kind(condition: str = "The customer wants money back.") -> fg.Flow:
+    """A flow with every node kind and every edge kind."""
     triage = fg.Agent("triage", "Route.", tools=[lookup_order])
-    notify = fg.ToolStep("notify", lambda: "sent")
+    critic, poet, student = fg.Agent("critic"), fg.Agent("poet"), fg.Agent("student")
+    verify = fg.NestedChat(
+        "verify",
+        [
+            fg.Chat(critic, "Sum it up.", carryover=keywords),
+            fg.Chat(poet, "Write a poem.", summary="reflection", max_turns=2, sender=student),
+        ],
+    )
+    checks = fg.Flow("checks")
+    checks.edge(fg.START, fg.ToolStep("check_id", send_receipt))
+    checks.edge("check_id", fg.END)
+    receipt = fg.ToolStep("receipt", send_receipt)
     flow = fg.Flow("support", model=MODEL)
     flow.edge(fg.START, triage)
-    flow.edge(triage, fg.Agent("refund"), when=condition)
-    flow.edge(triage, notify, when=is_vip)
+    flow.edge(triage, fg.Agent("refund", model=fg.OpenAIModel("gpt-4.1")), when=condition)
+    flow.edge(triage, verify, when="Verify first.")
+    flow.edge(triage, receipt, when=is_vip)
     flow.edge(triage, fg.END)
-    flow.edge("refund", notify)
-    flow.edge(notify, fg.END)
+    flow.edge("refund", checks)
+    flow.edge(checks, receipt)
+    flow.edge(verify, receipt)
+    flow.edge(receipt, fg.END)
     return flow
 
 
-def test_dot_shows_node_kinds_and_edge_kinds() -> None:
-    dot = support_flow().to_dot()
+def check_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed: UPDATE_SNAPSHOTS=1 to accept"
+
+
+def test_dot_snapshot_of_every_node_and_edge_kind() -> None:
+    check_snapshot("every_kind.dot", every_kind().to_dot())
+
+
+def test_dot_snapshot_compact_left_to_right() -> None:
+    check_snapshot("every_kind_compact.dot", every_kind().to_dot(direction="LR", detail="compact"))
+
+
+def test_mermaid_snapshot_of_every_node_and_edge_kind() -> None:
+    check_snapshot("every_kind.mmd", every_kind().to_mermaid())
+
+
+def test_shapes_and_styles_by_kind() -> None:
+    dot = every_kind().to_dot()
 
     assert "triage [label=<<b>triage</b><br/>" in dot
-    assert "gpt-4.1-mini" in dot and "tools: lookup_order" in dot
-    assert "shape=component" in dot  # the tool step
-    assert "START -> triage" in dot
+    assert "tools: lookup_order" in dot
+    assert "shape=component" in dot  # tool step
+    assert "subgraph cluster_verify" in dot and "subgraph cluster_checks" in dot
+    assert '"verify/chat0" -> "verify/chat1"' in dot
+    assert "carryover: keywords()" in dot and "2 turns with student" in dot
     assert (
         'triage -> refund [label=<The customer wants money<br/>back.> color="#1d4ed8" '
         'fontcolor="#1d4ed8" style=dashed]'
     ) in dot
-    assert "triage -> notify [label=<if is_vip()>" in dot
+    assert 'triage -> "verify/chat0" [label=<Verify first.>' in dot
+    assert "lhead=cluster_verify" in dot
+    assert "triage -> receipt [label=<if is_vip()>" in dot
     assert "triage -> END [label=<otherwise>" in dot
 
 
 def test_hostile_labels_are_escaped() -> None:
     hostile = 'He said "hi" <b>bold</b> & then }; evil -> x [label="pwned"]\\N'
-    dot = support_flow(hostile).to_dot()
+    flow = every_kind(hostile)
+    dot = flow.to_dot()
 
-    assert 'pwned"]' not in dot
+    assert 'label="pwned"]' not in dot
     assert "&quot;hi&quot; &lt;b&gt;bold&lt;/b&gt; &amp;" in dot
-    svg = support_flow(hostile).render().pipe(format="svg").decode()
+    svg = flow.render().pipe(format="svg").decode()
     ET.fromstring(svg)  # still a well-formed picture
     assert "&lt;b&gt;bold&lt;/b&gt;" in svg
+    mermaid = flow.to_mermaid()
+    assert "#quot;hi#quot; #lt;b#gt;bold#lt;/b#gt;" in mermaid
+    assert '[label="pwned"]' not in mermaid
 
 
-def test_render_writes_png_and_svg(tmp_path: Path) -> None:
-    flow = support_flow()
-    flow.render(str(tmp_path / "flow.png"))
-    flow.render(str(tmp_path / "flow.svg"))
+def test_render_writes_png_svg_pdf_and_dot(tmp_path: Path) -> None:
+    flow = every_kind()
+    for name in ("flow.png", "flow.svg", "flow.pdf", "flow.dot", "deeper/dir/flow.svg"):
+        flow.render(str(tmp_path / name))
 
     assert (tmp_path / "flow.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    root = ET.fromstring((tmp_path / "flow.svg").read_text())
-    assert root.tag.endswith("svg")
+    assert ET.fromstring((tmp_path / "flow.svg").read_text()).tag.endswith("svg")
+    assert (tmp_path / "flow.pdf").read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "flow.dot").read_text() == flow.to_dot()
+    assert (tmp_path / "deeper/dir/flow.svg").exists()
+    flow.render(str(tmp_path / "picture"), format="svg")
+    ET.fromstring((tmp_path / "picture").read_text())
 
 
-def test_an_unknown_format_is_refused(tmp_path: Path) -> None:
+def test_bad_formats_options_and_paths_are_clear_errors(tmp_path: Path) -> None:
+    flow = every_kind()
     with pytest.raises(
         fg.UsageError, match="cannot render .* as 'bmp': use one of png, svg, pdf, dot"
     ):
-        support_flow().render(str(tmp_path / "flow.bmp"))
+        flow.render(str(tmp_path / "flow.bmp"))
+    with pytest.raises(fg.UsageError, match="unknown direction 'UP': use one of TB, LR"):
+        flow.render(direction="UP")
+    with pytest.raises(fg.UsageError, match="unknown detail 'all': use one of full, compact"):
+        flow.to_dot(detail="all")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(fg.UsageError, match="cannot write .*; choose a path you can write to"):
+        flow.render(str(tmp_path / "file" / "flow.svg"))
+
+
+def test_rendering_never_changes_the_flow() -> None:
+    flow = every_kind()
+    flow.validate()
+    plan, edges, nodes = flow.plan(), flow.edges, dict(flow.nodes)
+
+    flow.to_dot()
+    flow.to_mermaid()
+    flow.render(detail="compact")
+
+    assert flow.plan() is plan  # still valid, not rebuilt
+    assert flow.edges == edges and dict(flow.nodes) == nodes
+
+
+def test_a_missing_dot_program_says_how_to_install_graphviz(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import flowgraph as fg
+        flow = fg.Flow("f")
+        flow.edge(fg.START, fg.ToolStep("a", lambda: 1))
+        print(flow.to_dot().splitlines()[0])  # DOT text needs no dot program
+        try:
+            flow.render("out.png")
+        except fg.ConfigurationError as error:
+            print(error)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PATH": str(tmp_path)},
+        timeout=60,
+        check=True,
+    ).stdout
+
+    assert out.splitlines() == [
+        "digraph f {",
+        (
+            "graphviz's `dot` program is not installed: install it with `apt-get install "
+            "graphviz` (Debian, Ubuntu), `brew install graphviz` (macOS) or `conda install "
+            "graphviz`"
+        ),
+    ]
+
+
+def steps_flow() -> fg.Flow:
+    counter = {"n": 0}
+
+    def again(ctx: fg.RunContext[dict[str, int]]) -> bool:
+        counter["n"] += 1
+        return counter["n"] < 3
+
+    flow = fg.Flow("steps")
+    flow.edge(fg.START, fg.ToolStep("a", lambda: 1))
+    flow.edge("a", "a", when=again)
+    flow.edge("a", fg.ToolStep("b", lambda: 2))
+    flow.edge("b", fg.END)
+    flow.add(fg.ToolStep("c", lambda: 3))
+    flow.edge("a", "c", when=lambda ctx: False)
+    flow.edge("c", fg.END)
+    return flow
 
 
 def test_the_run_is_drawn_over_the_graph(tmp_path: Path) -> None:
-    flow = fg.Flow("steps")
-    flow.edge(fg.START, fg.ToolStep("a", lambda: 1))
-    flow.edge("a", fg.ToolStep("b", lambda: 2), when=lambda ctx: True)
-    flow.edge("a", fg.ToolStep("c", lambda: 3))
-    flow.edge("b", fg.END)
-    flow.edge("c", fg.END)
-    result = flow.run("go")
+    result = steps_flow().run("go")
+    assert result.path == ["a", "a", "a", "b"]
 
     dot = result.render(str(tmp_path / "run.svg")).source
 
-    assert "a -> b [label=<if &lt;lambda&gt;()<br/><b>taken 1×</b>>" in dot
-    assert 'a -> c [label=<otherwise> color="#6b7280"' in dot  # not taken: plain
-    assert "step 1" in dot and "step 2" in dot
+    assert "label=<run " in dot and ": completed>" in dot
+    assert 'a -> a [label=<if again()<br/><b>→ 2, 3 (2×)</b>> color="#dc2626"' in dot
+    assert "a -> b [label=<otherwise<br/><b>→ 4</b>>" in dot
+    assert "b -> END [label=<<b>→ end</b>>" in dot
+    assert 'a -> c [label=<if &lt;lambda&gt;()> color="#15803d"' in dot  # not taken: plain
+    assert "step 1, 2, 3 · " in dot
     ET.fromstring((tmp_path / "run.svg").read_text())
+    assert result._repr_svg_().lstrip().startswith("<?xml")
 
 
-def test_mermaid_text() -> None:
-    text = support_flow('Say "refund" <now>').to_mermaid()
+def test_a_failed_run_marks_where_it_stopped() -> None:
+    def explode() -> str:
+        raise ValueError("boom")
 
-    assert text.startswith("flowchart TD\n")
-    assert '    n_triage -.->|"Say #quot;refund#quot; #lt;now#gt;"| n_refund' in text
-    assert '    n_triage -->|"if is_vip()"| n_notify' in text
-    assert "    n_notify --> n_END" in text
-    assert '    n_notify[["notify"]]' in text
+    flow = fg.Flow("failing")
+    flow.edge(fg.START, fg.ToolStep("ok", lambda: 1))
+    flow.edge("ok", fg.ToolStep("explode", explode))
+    with pytest.raises(fg.RunError) as caught:
+        flow.run("go")
+    assert caught.value.result is not None
+
+    dot = caught.value.result.render().source
+
+    assert ": failed>" in dot
+    assert 'explode [label=<<b>explode</b><br/><font point-size="10">explode()</font><br/>' in dot
+    assert 'fillcolor="#fecaca"' in dot.split("explode [")[1].split("\n")[0]
+    assert "ok -> explode [label=<<b>→ 2</b>>" in dot
+
+
+def test_sub_flow_steps_are_drawn_inside_their_cluster() -> None:
+    inner = fg.Flow("inner")
+    inner.edge(fg.START, fg.ToolStep("deep", lambda: 1))
+    inner.edge("deep", fg.END)
+    outer = fg.Flow("outer")
+    outer.edge(fg.START, inner)
+    outer.edge(inner, fg.END)
+
+    dot = outer.run("go").render().source
+
+    assert '"inner/START" -> "inner/deep" [label=<<b>→ 1.1</b>>' in dot
+    assert '"inner/deep" -> "inner/END" [label=<<b>→ end</b>>' in dot
+    assert 'START -> "inner/START" [label=<<b>→ 1</b>>' in dot

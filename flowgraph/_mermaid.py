@@ -1,0 +1,90 @@
+"""A flow as Mermaid flowchart text: nested chats and sub-flows as subgraphs."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import TYPE_CHECKING
+
+from flowgraph._dot import DETAILS, DIRECTIONS
+from flowgraph._errors import UsageError
+from flowgraph._nested import NestedChat
+from flowgraph._nodes import END, START, Node
+from flowgraph._subflow import SubFlow
+
+if TYPE_CHECKING:
+    from flowgraph._flow import Flow
+
+ARROWS = {"llm": "-.->", "predicate": "-->", "fallback": "-->"}
+SHAPES = {
+    "start": '(("{}"))',
+    "end": '((("{}")))',
+    "tool": '[["{}"]]',
+    "nested": '{{{{"{}"}}}}',
+    "flow": '[/"{}"/]',
+    "agent": '("{}")',
+}
+ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "\n": " ", "|": "#124;"}
+
+
+def to_mermaid(flow: Flow, *, direction: str = "TB", detail: str = "full") -> str:
+    """The flow as a Mermaid flowchart (paste it into Markdown)."""
+    if direction not in DIRECTIONS or detail not in DETAILS:
+        raise UsageError(f"use direction in {DIRECTIONS} and detail in {DETAILS}")
+    lines = [f"flowchart {'TD' if direction == 'TB' else direction}"]
+    _Writer(lines, detail == "full").flow(flow, prefix="", indent="    ")
+    return "\n".join(lines) + "\n"
+
+
+class _Writer:
+    def __init__(self, lines: list[str], full: bool) -> None:
+        self.lines, self.full = lines, full
+        self.ids: dict[str, str] = {}
+
+    def ident(self, path: str) -> str:
+        """A Mermaid-safe id per node path, unique even where names differ only in
+        characters Mermaid does not allow ('end' and friends are keywords: prefix them)."""
+        if path not in self.ids:
+            base = "n_" + re.sub(r"[^A-Za-z0-9_]", "_", path)
+            ident, count = base, 1
+            while ident in self.ids.values():
+                count += 1
+                ident = f"{base}_{count}"
+            self.ids[path] = ident
+        return self.ids[path]
+
+    def flow(self, flow: Flow, prefix: str, indent: str) -> None:
+        for node in (START, *flow.nodes.values(), END):
+            self.node(flow, node, prefix, indent)
+        for edge in flow.edges:
+            text = (
+                edge.label
+                if edge.kind == "llm"
+                else (f"if {edge.label}()" if edge.kind == "predicate" else "")
+            )
+            label = f'|"{_escape(text)}"|' if text else ""
+            source, target = self.ident(prefix + edge.source), self.ident(prefix + edge.target)
+            self.lines.append(f"{indent}{source} {ARROWS[edge.kind]}{label} {target}")
+
+    def node(self, flow: Flow, node: Node, prefix: str, indent: str) -> None:
+        path = prefix + node.name
+        ident = self.ident(path)
+        if self.full and isinstance(node, NestedChat) and node.chats:
+            self.lines.append(f'{indent}subgraph {ident} ["{_escape(node.name)} · nested chat"]')
+            chats = [self.ident(f"{path}/chat{index}") for index in range(len(node.chats))]
+            for index, (chat_id, chat) in enumerate(zip(chats, node.chats, strict=True)):
+                recipient = getattr(chat.recipient, "name", "?")
+                self.lines.append(f'{indent}    {chat_id}("{index + 1}. {_escape(recipient)}")')
+            for first, second in itertools.pairwise(chats):
+                self.lines.append(f"{indent}    {first} -. summary .-> {second}")
+            self.lines.append(f"{indent}end")
+        elif self.full and isinstance(node, SubFlow):
+            self.lines.append(f'{indent}subgraph {ident} ["{_escape(node.name)} · sub-flow"]')
+            self.flow(node.flow, path + "/", indent + "    ")
+            self.lines.append(f"{indent}end")
+        else:
+            self.lines.append(indent + ident + SHAPES[node.kind].format(_escape(node.name)))
+
+
+def _escape(text: str) -> str:
+    return "".join(ESCAPES.get(char, char) for char in text)
