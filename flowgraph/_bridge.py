@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -56,7 +57,8 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         tasks.append(task)
         task.add_done_callback(lambda finished: _settle(finished, done))
 
-    loop.call_soon_threadsafe(start)
+    # The run sees the caller's context variables (tracing ids, Jupyter's output target).
+    loop.call_soon_threadsafe(start, context=contextvars.copy_context())
     try:
         return done.result()
     except KeyboardInterrupt:

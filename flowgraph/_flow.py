@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from flowgraph._bridge import run_sync
 from flowgraph._callables import check_arity
 from flowgraph._edges import Condition, Edge
-from flowgraph._errors import FlowValidationError
+from flowgraph._errors import FlowValidationError, RunError
 from flowgraph._hooks import AfterCompletion, EventName, Hooks, HookSet, Observer
 from flowgraph._messages import user_messages
 from flowgraph._models import Model
@@ -24,6 +25,8 @@ from flowgraph._validate import build_graph, validate
 if TYPE_CHECKING:
     import graphviz
     import networkx as nx
+
+    from flowgraph._live import Live
 
 DEFAULT_MAX_STEPS = 100
 F = TypeVar("F", bound=Callable[..., Any])
@@ -177,6 +180,8 @@ class Flow:
         context: Any = None,
         max_steps: int | None = None,
         run_id: str | None = None,
+        hooks: Hooks | Sequence[Hooks] = (),
+        live: Live = False,
     ) -> RunResult:
         """Run the flow on ``input`` (a user message, or a list of messages).
 
@@ -186,19 +191,40 @@ class Flow:
                 predicates, instructions and hooks read and write it.
             max_steps: the most node visits this run may make.
             run_id: an id for the run; by default a new random one.
+            hooks: observers for this run only, besides the flow's own.
+            live: draw the run as it goes: in Jupyter one picture updated in place,
+                elsewhere a line per step on stderr; or a function given each SVG.
 
         Raises:
             FlowValidationError: the flow is broken (nothing was sent).
             RunError: the run failed; ``error.result`` holds the run so far.
         """
+        extra = [hooks] if isinstance(hooks, Hooks) else list(hooks)
+        view = None
+        if live:
+            from flowgraph._live import live_view
+
+            view = live_view(self, live)
+        plan = self.plan()
         run = Run(
-            self.plan(),
+            plan,
             user_messages(input),
             {} if context is None else context,
             run_id or uuid.uuid4().hex,
             max_steps or self.max_steps,
+            plan.hooks.with_hooks([*extra, view] if view else extra),
         )
-        return await execute(run)
+        if view is None:
+            return await execute(run)
+        async with view.drawing():
+            try:
+                result = await execute(run)
+            except RunError as error:
+                if error.result is not None:
+                    await asyncio.to_thread(view.finish, error.result)
+                raise
+            await asyncio.to_thread(view.finish, result)
+            return result
 
     def run(
         self,
@@ -207,10 +233,16 @@ class Flow:
         context: Any = None,
         max_steps: int | None = None,
         run_id: str | None = None,
+        hooks: Hooks | Sequence[Hooks] = (),
+        live: Live = False,
     ) -> RunResult:
         """Run the flow and wait for it: from a script, or inside Jupyter's running
         loop. Ctrl-C cancels the run cleanly. Arguments as for ``arun``."""
-        return run_sync(self.arun(input, context=context, max_steps=max_steps, run_id=run_id))
+        return run_sync(
+            self.arun(
+                input, context=context, max_steps=max_steps, run_id=run_id, hooks=hooks, live=live
+            )
+        )
 
     # -- drawing --------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ what you need, or register one function with ``flow.on(event)``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -105,6 +105,7 @@ class NodeEvent:
     kind: str
     output: Any = None
     seconds: float = 0.0
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,17 @@ class HookSet:
         if name not in EVENTS:
             raise ValueError(f"unknown event {name!r}: use one of {', '.join(EVENTS)}")
         self.observers.setdefault(name, []).append(fn)
+
+    def with_hooks(self, extra: Sequence[Hooks]) -> HookSet:
+        """This set plus ``extra`` observers, for one run; this set is unchanged."""
+        if not extra:
+            return self
+        merged = HookSet(
+            self.after_completion, {name: list(fns) for name, fns in self.observers.items()}
+        )
+        for hooks in extra:
+            merged.add(hooks)
+        return merged
 
     def wants(self, name: EventName) -> bool:
         return name in self.observers

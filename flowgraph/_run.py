@@ -9,7 +9,7 @@ from flowgraph._callables import call_user
 from flowgraph._context import RunContext, Usage
 from flowgraph._edges import Edge
 from flowgraph._errors import ModelError, RunError, UsageError
-from flowgraph._hooks import HookContext
+from flowgraph._hooks import HookContext, HookSet
 from flowgraph._messages import HistoryError, Message, check_history
 from flowgraph._models import Completion, Model
 from flowgraph._result import RunResult, Status, StepRecord
@@ -33,10 +33,16 @@ class Run:
     """The mutable state of one run, and the calls every node makes through it."""
 
     def __init__(
-        self, plan: Plan, messages: list[Message], context: Any, run_id: str, max_steps: int
+        self,
+        plan: Plan,
+        messages: list[Message],
+        context: Any,
+        run_id: str,
+        max_steps: int,
+        hooks: HookSet | None = None,
     ) -> None:
         self.plan = plan
-        self.hooks = plan.hooks
+        self.hooks = hooks or plan.hooks
         self.run_id = run_id
         self.max_steps = max_steps
         self.messages = messages

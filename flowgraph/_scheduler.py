@@ -62,20 +62,13 @@ async def _step(run: Run, node: Node) -> Visit:
     run.output = visit.output
     seconds = time.perf_counter() - started
     inner = visit.inner.trace if visit.inner is not None else []
+    spent = run.usage - usage_before
     run.trace.append(
-        StepRecord(
-            step=run.step,
-            node=node.name,
-            seconds=seconds,
-            usage=run.usage - usage_before,
-            inner=inner,
-        )
+        StepRecord(step=run.step, node=node.name, seconds=seconds, usage=spent, inner=inner)
     )
     if hooks.wants("node_exit"):
-        await hooks.emit(
-            "node_exit",
-            NodeEvent(run.run_id, run.step, node.name, node.kind, visit.output, seconds),
-        )
+        event = NodeEvent(run.run_id, run.step, node.name, node.kind, visit.output, seconds, spent)
+        await hooks.emit("node_exit", event)
     return visit
 
 

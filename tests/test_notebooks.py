@@ -34,6 +34,11 @@ def test_the_notebook_runs(path: Path) -> None:
         text = "".join(output.get("text", "") for output in outputs)
         assert "path: ['triage', 'refund', 'receipt']" in text
         assert any("image/svg+xml" in output.get("data", {}) for output in outputs)
+        live = notebook.cells[-1].outputs  # the live display, updated in place to the end
+        pictures = [
+            o["data"]["image/svg+xml"] for o in live if "image/svg+xml" in o.get("data", {})
+        ]
+        assert len(pictures) == 1 and "→ end" in pictures[0]
 
 
 def test_there_are_notebooks() -> None:
