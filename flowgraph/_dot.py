@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 DIRECTIONS = ("TB", "LR", "BT", "RL")
 DETAILS = ("full", "compact")
+LARGE = 200  # edges; past this, layout effort is bounded
 FONT = "Helvetica"
 RED = "#dc2626"
 NODE_STYLE: dict[str, dict[str, str]] = {
@@ -101,6 +102,10 @@ def flow_digraph(
         labelloc="t",
         label=_html(_text(overlay.title or f"flow: {flow.name}")),
     )
+    if len(flow.edges) > LARGE:
+        # Bound dot's ranking and crossing passes: unbounded, a flow of a thousand nodes
+        # takes many minutes to lay out; bounded, seconds, for a plainer picture.
+        dot.attr(nslimit="2", nslimit1="2", mclimit="0.1", splines="line")
     dot.attr("node", fontname=FONT, fontsize="12")
     dot.attr("edge", fontname=FONT, fontsize="10", arrowsize="0.8")
     _Painter(dot, overlay, detail == "full").flow(flow, prefix="")

@@ -123,6 +123,17 @@ async def decide(run: Run, node: str, exits: Exits, visit: Visit, *, is_agent: b
                 node=edge.source,
             ) from exc
         if taken:
+            if visit.handoff is not None and visit.handoff.target != edge.target:
+                # The transfer was answered "Transferred to ..."; say what happened instead.
+                run.append(
+                    {
+                        "role": "system",
+                        "content": (
+                            f"The hand-off to {visit.handoff.target} did not happen: a rule of the "
+                            f"flow sent the conversation to {edge.target} instead."
+                        ),
+                    }
+                )
             return edge
     if visit.handoff is not None:
         return visit.handoff

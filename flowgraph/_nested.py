@@ -235,7 +235,7 @@ class NestedChat(Node):
 
     async def _reflect(self, run: Run, agent: Agent, messages: list[Message], prompt: str) -> str:
         request = [*messages, {"role": "system", "content": prompt}]
-        completion = await run.complete(self.name, request, model=run.plan.model_of(agent))
+        completion = await run.complete(self.name, request, model=run.model_of(agent))
         return str(completion.message.get("content") or "")
 
     async def _guard(self, index: int, work: Any) -> Any:

@@ -31,7 +31,7 @@ class Plan:
             by_source.setdefault(edge.source, []).append(edge)
         self.exits = {source: Exits.of(out) for source, out in by_source.items()}
         self._toolsets: dict[tuple[int, int], Toolset] = {}
-        self._models: dict[int, Model] = {}
+        self._models: dict[tuple[int, int], Model] = {}
 
     def toolset(self, agent: Agent, exits: Exits) -> Toolset:
         """The agent's tools by name, and the schemas it is offered: its tools, then a
@@ -44,14 +44,12 @@ class Plan:
             found = self._toolsets[key] = (tools, schemas)
         return found
 
-    def model_for(self, node: str) -> Model:
-        """The model of the node named ``node`` (see ``model_of``)."""
-        return self.model_of(self.nodes.get(node))
-
-    def model_of(self, node: Node | None) -> Model:
-        """The node's own model, else the flow's, else the default model."""
-        model = self._models.get(id(node))
+    def model_of(self, node: Node | None, inherited: Model | None = None) -> Model:
+        """The node's own model, else the flow's, else ``inherited``, else the default."""
+        key = (id(node), id(inherited))
+        model = self._models.get(key)
         if model is None:
             own = node.model if node is not None else None
-            model = self._models[id(node)] = own or self.flow.model or default_model()
+            model = own or self.flow.model or inherited or default_model()
+            self._models[key] = model
         return model

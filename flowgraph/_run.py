@@ -40,8 +40,10 @@ class Run:
         run_id: str,
         max_steps: int,
         hooks: HookSet | None = None,
+        inherited_model: Model | None = None,
     ) -> None:
         self.plan = plan
+        self.inherited_model = inherited_model  # a sub-flow's: its parent flow's model
         self.hooks = hooks or plan.hooks
         self.run_id = run_id
         self.max_steps = max_steps
@@ -57,6 +59,11 @@ class Run:
         self.ctx: RunContext[Any] = RunContext(
             context, messages, run_id, usage=self.usage, path=self.path
         )
+
+    def model_of(self, node: Node | None) -> Model:
+        """The node's own model, else its flow's, else the parent flow's (in a sub-flow),
+        else the default model."""
+        return self.plan.model_of(node, self.inherited_model)
 
     def append(self, message: Message) -> None:
         self.messages.append(message)
@@ -81,7 +88,7 @@ class Run:
             raise RunError(
                 f"node {node!r} would send a broken conversation: {exc}", node=node
             ) from exc
-        model = model or self.plan.model_for(node)
+        model = model or self.model_of(self.plan.nodes.get(node))
         try:
             completion = await model.complete(
                 messages, tools=tools or None, response_format=response_format

@@ -32,8 +32,14 @@ class SubFlow(Node):
         from flowgraph._run import Visit
         from flowgraph._scheduler import execute
 
+        inherited = run.plan.flow.model or run.inherited_model
         child = ChildRun(
-            self.flow.plan(), run.messages, run.ctx.context, run.run_id, self.flow.max_steps
+            self.flow.plan(),
+            run.messages,
+            run.ctx.context,
+            run.run_id,
+            self.flow.max_steps,
+            inherited_model=inherited,
         )
         try:
             result = await execute(child)

@@ -23,10 +23,7 @@ if TYPE_CHECKING:
     from flowgraph._nodes import Agent
     from flowgraph._run import Run, Visit
 
-EMPTY_REPLY = (
-    "Your last reply was empty. Answer the conversation, call one of your tools, "
-    "or hand off with a transfer tool."
-)
+EMPTY_REPLY = "Your last reply was empty. {}"
 
 
 async def run_agent(run: Run, agent: Agent) -> Visit:
@@ -74,7 +71,7 @@ class _Loop:
             if calls:
                 handoff = await self._answer(calls)
             elif not content:
-                self.messages.append({"role": "system", "content": EMPTY_REPLY})
+                self.messages.append({"role": "system", "content": self._nudge()})
             if self.hooks:
                 await self.run.after_completion(self.agent, message)
             if handoff is not None or (content and not calls):
@@ -82,6 +79,15 @@ class _Loop:
         else:
             self.run.note(f"agent {self.agent.name!r} reached max_turns={self.agent.max_turns}")
         return Visit(output=output, handoff=handoff)
+
+    def _nudge(self) -> str:
+        ways = ["answer the conversation"]
+        if self.tools:
+            ways.append("call one of your tools")
+        if self.exits.llm:
+            ways.append("hand off with a transfer tool")
+        options = ", ".join(ways[:-1]) + f" or {ways[-1]}" if len(ways) > 1 else ways[0]
+        return EMPTY_REPLY.format(options[0].upper() + options[1:] + ".")
 
     async def _request(self) -> Message:
         agent = self.agent
@@ -97,7 +103,7 @@ class _Loop:
             [{"role": "system", "content": system}, *self.messages] if system else self.messages
         )
         completion = await self.run.complete(
-            self.node, messages, model=self.run.plan.model_of(agent), tools=self.schemas
+            self.node, messages, model=self.run.model_of(self.agent), tools=self.schemas
         )
         message = completion.message
         if message.get("content") or message.get("tool_calls"):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def validate(flow: Flow) -> None:
     """Raise ``FlowValidationError`` listing every problem of ``flow``."""
-    problems = list(_problems(flow, within=()))
+    problems = list(_problems(flow, within=(), inherited=False))
     if problems:
         head = f"flow {flow.name!r} is not valid"
         text = (
@@ -37,15 +37,17 @@ def validate(flow: Flow) -> None:
         raise FlowValidationError(text, problems=problems)
 
 
-def _problems(flow: Flow, within: tuple[int, ...]) -> Iterator[str]:
+def _problems(flow: Flow, within: tuple[int, ...], inherited: bool) -> Iterator[str]:
+    """``inherited``: a parent flow lends this (sub-)flow its model."""
     yield from _endpoints(flow)
     yield from _start_and_end(flow)
     yield from _reachability(flow)
     yield from _exits(flow)
     yield from _nested(flow)
-    yield from _subflows(flow, (*within, id(flow)))
+    has_model = inherited or flow.model is not None
+    yield from _subflows(flow, (*within, id(flow)), has_model)
     yield from _tools(flow)
-    yield from _models(flow)
+    yield from _models(flow, has_model)
 
 
 def build_graph(flow: Flow) -> nx.MultiDiGraph:
@@ -133,14 +135,14 @@ def _nested(flow: Flow) -> Iterator[str]:
             yield from node.problems()
 
 
-def _subflows(flow: Flow, within: tuple[int, ...]) -> Iterator[str]:
+def _subflows(flow: Flow, within: tuple[int, ...], has_model: bool) -> Iterator[str]:
     for node in flow.nodes.values():
         if not isinstance(node, SubFlow):
             continue
         if id(node.flow) in within:
             yield f"sub-flow {node.name!r} contains itself: a flow cannot run inside itself"
             continue
-        for problem in _problems(node.flow, within):
+        for problem in _problems(node.flow, within, has_model):
             yield f"sub-flow {node.name!r}: {problem}"
 
 
@@ -166,8 +168,8 @@ def _tools(flow: Flow) -> Iterator[str]:
             names.add(tool.name)
 
 
-def _models(flow: Flow) -> Iterator[str]:
-    if flow.model is not None or default_model_available():
+def _models(flow: Flow, has_model: bool) -> Iterator[str]:
+    if has_model or default_model_available():
         return
     for agent in _agents(flow):
         if agent.model is None:

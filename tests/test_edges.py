@@ -57,6 +57,14 @@ def test_a_predicate_beats_the_transfer_the_agent_called(serve: Serve) -> None:
     result = flow.run("refund please", context={"vip": True})
 
     assert result.path == ["triage", "vip_desk"]
+    assert result.messages[2]["content"] == "Transferred to refund."
+    assert result.messages[3] == {
+        "role": "system",
+        "content": (
+            "The hand-off to refund did not happen: a rule of the flow sent the conversation "
+            "to vip_desk instead."
+        ),
+    }
 
 
 def test_no_edge_taken_ends_the_run_and_says_why() -> None:

@@ -30,8 +30,8 @@ def test_the_notebook_runs(path: Path) -> None:
         for output in cell.get("outputs", [])
     ]
     assert not [output for output in outputs if output.get("output_type") == "error"]
+    text = "".join(output.get("text", "") for output in outputs)
     if path.stem == "quickstart":
-        text = "".join(output.get("text", "") for output in outputs)
         assert "path: ['triage', 'refund', 'receipt']" in text
         assert any("image/svg+xml" in output.get("data", {}) for output in outputs)
         live = notebook.cells[-1].outputs  # the live display, updated in place to the end
@@ -39,6 +39,20 @@ def test_the_notebook_runs(path: Path) -> None:
             o["data"]["image/svg+xml"] for o in live if "image/svg+xml" in o.get("data", {})
         ]
         assert len(pictures) == 1 and "→ end" in pictures[0]
+    if path.stem == "handoffs":
+        assert "path: ['triage', 'vip_desk']" in text
+        assert "Error: no hand-off from triage to 'billing' is declared" in text
+        assert "flow 'broken' is not valid:" in text
+        assert any("image/svg+xml" in output.get("data", {}) for output in outputs)
+    if path.stem == "nested_chats":
+        assert "path: customer_agent -> verify -> refund_specialist" in text
+        assert "Summarise the conversation into a few key words\\nContext:\\nHi" in text
+    if path.stem == "hooks":
+        assert "   system | Research: Returns are accepted within 30 days" in text
+        assert "handoff agent -> manager (predicate)" in text
+    if path.stem == "testing":
+        assert "400 {'message': \"An assistant message with 'tool_calls' must be" in text
+        assert "2 tests passed" in text
 
 
 def test_there_are_notebooks() -> None:

@@ -111,3 +111,16 @@ def test_a_failing_sub_flow_names_itself_and_keeps_both_states() -> None:
     assert caught.value.result is not None
     assert caught.value.result.path == ["inner"]
     assert isinstance(caught.value.__cause__, fg.RunError)
+
+
+def test_a_sub_flow_without_a_model_uses_its_parents(serve: Serve) -> None:
+    server, model = serve(["from the parent's model"])
+    inner = fg.Flow("inner")  # no model of its own
+    inner.edge(fg.START, fg.Agent("helper", "Help."))
+    outer = fg.Flow("outer", model=model)
+    outer.edge(fg.START, inner)
+
+    result = outer.run("go")
+
+    assert result.output == "from the parent's model"
+    assert len(server.requests) == 1

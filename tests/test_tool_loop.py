@@ -140,7 +140,7 @@ def test_an_empty_reply_is_answered_and_the_loop_goes_on(serve: Serve) -> None:
     assert result.output == "Hello!"
     nudge = server.requests[1].messages[-1]
     assert nudge["role"] == "system"
-    assert nudge["content"].startswith("Your last reply was empty.")
+    assert nudge["content"] == "Your last reply was empty. Answer the conversation."
 
 
 def test_max_turns_bounds_the_loop_and_keeps_the_history_valid(serve: Serve) -> None:
@@ -268,4 +268,19 @@ def test_an_llm_condition_can_lead_to_end(serve: Serve) -> None:
     assert (result.path, result.reason) == (["desk"], "reached END")
     assert server.requests[0].tools[0]["function"]["description"] == (
         "End the conversation. Use when: The customer said goodbye."
+    )
+
+
+def test_the_empty_reply_nudge_names_what_the_agent_can_do(serve: Serve) -> None:
+    server, model = serve([Reply(), "ok"])
+    agent = fg.Agent("agent", tools=[lookup_order])
+    flow = fg.Flow("f", model=model)
+    flow.edge(fg.START, agent)
+    flow.edge(agent, fg.Agent("other"), when="Never.")
+
+    flow.run("hi")
+
+    assert server.requests[1].messages[-1]["content"] == (
+        "Your last reply was empty. Answer the conversation, call one of your tools or hand "
+        "off with a transfer tool."
     )

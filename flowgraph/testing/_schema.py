@@ -19,6 +19,7 @@ _CHILD_MAPS = ("properties", "$defs", "definitions", "patternProperties")
 _CHILD_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _CHILD_SCHEMAS = ("items", "additionalProperties", "not", "contains")
 _REF_PREFIXES = ("#/$defs/", "#/definitions/")
+_JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
 _EVERY_KEY = (
     "'required' is required to be supplied and to be an array including every key in properties."
 )
@@ -67,6 +68,13 @@ class _Walk:
         if "$ref" in node:
             self.check_ref(node["$ref"], path)
         types = _types(node)
+        unknown = [kind for kind in types if kind not in _JSON_TYPES]
+        if unknown or ("type" in node and not types):
+            raise self.fail(
+                path,
+                f"{node.get('type')!r} is not a valid JSON Schema type: use "
+                f"one of {', '.join(_JSON_TYPES)}.",
+            )
         if "object" in types or "properties" in node:
             self.check_object(node, path)
         if "array" in types and "items" not in node:

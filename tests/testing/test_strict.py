@@ -432,6 +432,12 @@ TOOLS_REJECTED = [
         "tools[0].function.parameters",
     ),
     (
+        chat(tools=[function("f", {"type": "object", "properties": {"a": {"type": "strng"}}})]),
+        r"In context=\('properties', 'a'\), 'strng' is not a valid JSON Schema type: use one "
+        r"of string, number, integer, boolean, object, array, null\.",
+        "tools[0].function.parameters",
+    ),
+    (
         chat(tools=[function("f", {"type": "object", "properties": ["a"]})]),
         r"In context=\(\), 'properties' must be an object, got an array\.",
         "tools[0].function.parameters",
