@@ -88,7 +88,7 @@ def build_flow(model: fg.Model | None = None) -> fg.Flow:
     return flow
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, model: fg.Model | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "message",
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    flow = build_flow()
+    flow = build_flow(model)
     flow.render(str(out / "support.png"))
     print(f"graph:  {out / 'support.png'}")
     started = time.perf_counter()
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     result.render(str(out / "support-run.png"))
 
-    print(f"model:  {flow.plan().model_for('triage').name}")
+    print(f"model:  {flow.plan().model_of(flow.nodes['triage']).name}")
     print(f"asked:  {args.message}")
     print(f"path:   {' -> '.join(['START', *result.path])}")
     print(f"answer: {result.output}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -221,9 +220,9 @@ class Flow:
                 result = await execute(run)
             except RunError as error:
                 if error.result is not None:
-                    await asyncio.to_thread(view.finish, error.result)
+                    await view.finish(error.result)
                 raise
-            await asyncio.to_thread(view.finish, result)
+            await view.finish(result)
             return result
 
     def run(

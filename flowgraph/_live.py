@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from flowgraph._overlay import END, Overlay
 from flowgraph._render import svg
 
 if TYPE_CHECKING:
+    import graphviz
+
     from flowgraph._flow import Flow
     from flowgraph._result import RunResult
 
@@ -42,6 +45,9 @@ class LiveView(Hooks):
         self.flow, self.show = flow, show
         self.overlay = Overlay(title=f"{flow.name}: running")
         self._dirty = asyncio.Event()
+        # A frame drawn in a worker thread may end after the run: never after the last one.
+        self._lock = threading.Lock()
+        self._finished = False
 
     def on_handoff(self, event: HandoffEvent) -> None:
         step = "end" if event.target == END else str(event.step + 1)
@@ -62,7 +68,7 @@ class LiveView(Hooks):
     @contextlib.asynccontextmanager
     async def drawing(self) -> AsyncIterator[None]:
         """Redraw while the run goes on; the caller calls ``finish`` at the end."""
-        await asyncio.to_thread(self.draw)
+        await self._frame()
         task = asyncio.create_task(self._redraw())
         try:
             yield
@@ -75,16 +81,26 @@ class LiveView(Hooks):
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            await asyncio.to_thread(self.draw)
+            await self._frame()
             await asyncio.sleep(FRAME_SECONDS)
 
-    def draw(self) -> None:
-        self.show(svg(flow_digraph(self.flow, overlay=self.overlay)))
+    async def _frame(self, *, final: bool = False) -> None:
+        # The DOT text is built here, on the loop, where the hooks change the overlay;
+        # only `dot` itself runs in a worker thread.
+        dot = flow_digraph(self.flow, overlay=self.overlay)
+        await asyncio.to_thread(self._show, dot, final)
 
-    def finish(self, result: RunResult) -> None:
-        """Draw the finished run, as ``result.render()`` does."""
+    def _show(self, dot: graphviz.Digraph, final: bool) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = final
+            self.show(svg(dot))
+
+    async def finish(self, result: RunResult) -> None:
+        """Draw the finished run, as ``result.render()`` does: the last frame."""
         self.overlay = Overlay.of(result)
-        self.draw()
+        await self._frame(final=True)
 
 
 class TextProgress(Hooks):
@@ -104,7 +120,7 @@ class TextProgress(Hooks):
     async def drawing(self) -> AsyncIterator[None]:
         yield
 
-    def finish(self, result: RunResult) -> None:
+    async def finish(self, result: RunResult) -> None:
         print(f"{result.status}: {result.reason}", file=sys.stderr, flush=True)
 
 

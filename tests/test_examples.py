@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from examples import nested_chats, research_hook, support
 from flowgraph.testing import ChatRequest, tool_call
@@ -93,3 +96,18 @@ def test_nested_chats_example_maps_ag2_one_to_one(serve: Serve) -> None:
     )
     assert result.output == "Your refund is confirmed."
     assert len(server.requests) == 5  # 2 customer turns, critic, poet, refund: nothing else
+
+
+def test_the_demo_prints_path_and_answer_and_draws_both_pictures(
+    serve: Serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, model = serve(["We open at nine."])
+
+    assert support.main(["When do you open?", "--out", str(tmp_path)], model=model) == 0
+
+    out = capsys.readouterr().out
+    assert "path:   START -> triage" in out
+    assert "answer: We open at nine." in out
+    assert "model:  scripted" in out
+    for name in ("support.png", "support-run.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
