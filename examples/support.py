@@ -45,6 +45,11 @@ def send_receipt(ctx: fg.RunContext[dict[str, object]]) -> str:
     return f"Receipt e-mailed to {ctx.context.get('email', 'the customer')}."
 
 
+def was_refunded(ctx: fg.RunContext[dict[str, object]]) -> bool:
+    """A predicate edge: decided in Python, no LLM."""
+    return "refunded" in ctx.context
+
+
 def refund_instructions(ctx: fg.RunContext[dict[str, object]]) -> str:
     tone = "Be extra warm: this is a VIP." if ctx.context.get("vip") else "Be brief."
     return f"You are the refund desk. Refund the order the customer names. {tone}"
@@ -73,7 +78,7 @@ def build_flow(model: fg.Model | None = None) -> fg.Flow:
     flow.edge(triage, refunds, when="The customer wants money back.")
     flow.edge(triage, shipping, when="The customer asks where an order is.")
     flow.edge(triage, fg.END)
-    flow.edge(refunds, receipt, when=lambda ctx: "refunded" in ctx.context)
+    flow.edge(refunds, receipt, when=was_refunded)
     flow.edge(refunds, fg.END)
     flow.edge(shipping, fg.END)
     flow.edge(receipt, fg.END)
