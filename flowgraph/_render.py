@@ -32,9 +32,10 @@ def render_flow(
     format: str | None = None,
     direction: str = "TB",
     detail: str = "full",
+    overlay: Overlay | None = None,
 ) -> graphviz.Digraph:
-    """Draw ``flow``; write it to ``path`` if given."""
-    dot = flow_digraph(flow, direction=direction, detail=detail)
+    """Draw ``flow`` (with ``overlay``, a run, over it); write it to ``path`` if given."""
+    dot = flow_digraph(flow, direction=direction, detail=detail, overlay=overlay)
     if path is not None:
         write(dot, path, format)
     return dot
@@ -52,13 +53,12 @@ def render_run(
     """Draw ``flow`` with ``result``'s run over it; write it to ``path`` if given."""
     if flow is None:
         raise UsageError(
-            "this result has no flow attached (it was loaded, not run): draw it "
-            "with flowgraph.render_run(flow, result) instead"
+            "this result did not come from running a flow in this process, so there is no "
+            "graph to draw it over"
         )
-    dot = flow_digraph(flow, direction=direction, detail=detail, overlay=Overlay.of(result))
-    if path is not None:
-        write(dot, path, format)
-    return dot
+    return render_flow(
+        flow, path, format=format, direction=direction, detail=detail, overlay=Overlay.of(result)
+    )
 
 
 def write(dot: graphviz.Digraph, path: str, format: str | None) -> None:
