@@ -48,9 +48,15 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
-def check_arity(fn: Callable[..., Any], counts: int | tuple[int, ...], what: str) -> int:
+def check_arity(
+    fn: Callable[..., Any],
+    counts: int | tuple[int, ...],
+    what: str,
+    arguments: str = "the run context",
+) -> int:
     """Return how many positional arguments to pass ``fn``, the most of ``counts``
-    it accepts, or raise ``FlowValidationError`` naming ``what``."""
+    it accepts, or raise ``FlowValidationError`` naming ``what`` and saying what the
+    ``arguments`` are (``"agent, messages, summary_args"``)."""
     options = sorted((counts,) if isinstance(counts, int) else counts, reverse=True)
     if not callable(fn):
         raise FlowValidationError(f"{what} must be callable, got {type(fn).__name__}")
@@ -66,6 +72,6 @@ def check_arity(fn: Callable[..., Any], counts: int | tuple[int, ...], what: str
         return count
     wanted = " or ".join(str(count) for count in sorted(options))
     raise FlowValidationError(
-        f"{what} must accept {wanted} positional argument(s) (the run context), but its "
+        f"{what} must accept {wanted} positional argument(s) ({arguments}), but its "
         f"signature is {fn.__name__ if hasattr(fn, '__name__') else fn}{signature}"
     )

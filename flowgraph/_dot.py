@@ -18,6 +18,7 @@ import graphviz
 
 from flowgraph._edges import Edge
 from flowgraph._errors import UsageError
+from flowgraph._models import Model
 from flowgraph._nested import NestedChat
 from flowgraph._nodes import END, START, Agent, Node, ToolStep
 from flowgraph._overlay import SEPARATOR, Overlay
@@ -125,23 +126,28 @@ class _Painter:
     def __init__(self, dot: graphviz.Digraph, overlay: Overlay, full: bool) -> None:
         self.dot, self.overlay, self.full = dot, overlay, full
 
-    def flow(self, flow: Flow, prefix: str, graph: Any = None) -> None:
+    def flow(
+        self, flow: Flow, prefix: str, graph: Any = None, inherited: Model | None = None
+    ) -> None:
+        """Draw ``flow``; ``inherited`` is the model a sub-flow without one runs on, its
+        parent's (as ``SubFlow.visit`` passes it)."""
         graph = graph if graph is not None else self.dot
+        model = flow.model or inherited
         ends = {
-            node.name: self.node(graph, flow, node, prefix)
+            node.name: self.node(graph, flow, node, prefix, model)
             for node in (START, *flow.nodes.values(), END)
         }
         for edge in flow.edges:
             if edge.source in ends and edge.target in ends:
                 self.edge(graph, flow, edge, ends[edge.source], ends[edge.target], prefix)
 
-    def node(self, graph: Any, flow: Flow, node: Node, prefix: str) -> Ends:
+    def node(self, graph: Any, flow: Flow, node: Node, prefix: str, model: Model | None) -> Ends:
         ident = prefix + node.name
         if self.full and isinstance(node, NestedChat) and node.chats:
             return self.nested(graph, flow, node, ident)
         if self.full and isinstance(node, SubFlow):
-            return self.subflow(graph, node, ident)
-        label = _node_label(node, flow, self.full)
+            return self.subflow(graph, node, ident, model)
+        label = _node_label(node, model, self.full)
         graph.node(ident, self.marked_label(label, ident), **self.marked_style(node.kind, ident))
         return Ends(ident, ident)
 
@@ -166,7 +172,7 @@ class _Painter:
                 )
         return Ends(ids[0], ids[-1], cluster)
 
-    def subflow(self, graph: Any, node: SubFlow, ident: str) -> Ends:
+    def subflow(self, graph: Any, node: SubFlow, ident: str, model: Model | None) -> Ends:
         cluster = f"cluster_{ident}"
         prefix = ident + SEPARATOR
         with graph.subgraph(name=cluster) as inner:
@@ -174,7 +180,7 @@ class _Painter:
                 label=self.marked_label(f"<b>{_text(node.name)}</b> · sub-flow", ident),
                 **self.cluster_style("flow", ident),
             )
-            self.flow(node.flow, prefix, inner)
+            self.flow(node.flow, prefix, inner, model)
         return Ends(prefix + START.name, prefix + END.name, cluster)
 
     def edge(
@@ -229,12 +235,12 @@ class _Painter:
         return style
 
 
-def _node_label(node: Node, flow: Flow, full: bool) -> str:
+def _node_label(node: Node, flow_model: Model | None, full: bool) -> str:
     lines = [f"<b>{_text(node.name)}</b>"]
     if not full:
         return lines[0]
     if isinstance(node, Agent):
-        model = node.model or flow.model
+        model = node.model or flow_model
         lines.append(_small(_text(model.name if model else "default model")))
         if node.tools:
             lines.append(_small("tools: " + _wrap(", ".join(t.name for t in node.tools), 30)))
@@ -294,7 +300,8 @@ def _wrap(text: str, width: int) -> str:
 
 
 def _text(text: str) -> str:
-    return html.escape(text, quote=True)
+    # Graphviz drops raw line breaks in HTML labels, gluing the words: make them spaces.
+    return html.escape(" ".join(text.splitlines()), quote=True)
 
 
 def _html(markup: str) -> str:

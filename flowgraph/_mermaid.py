@@ -24,7 +24,7 @@ SHAPES = {
     "flow": '[/"{}"/]',
     "agent": '("{}")',
 }
-ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "\n": " ", "|": "#124;"}
+ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "\n": " ", "\r": " ", "|": "#124;"}
 
 
 def to_mermaid(flow: Flow, *, direction: str = "TB", detail: str = "full") -> str:

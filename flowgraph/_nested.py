@@ -37,6 +37,8 @@ DEFAULT_SUMMARY_PROMPT = (
 SUMMARIES = ("last_msg", "reflection")
 CARRYOVERS = ("last_msg", "all", "reflection")
 NO_REPLY = "(no reply)"
+SUMMARIZER_ARGS = "agent, messages, summary_args"
+REPLY_ARGS = "chats, ctx, results"
 
 Summarizer = Callable[[Agent, list[Message], dict[str, Any]], MaybeAwaitable[str]]
 Method = str | Summarizer
@@ -143,14 +145,13 @@ class NestedChat(Node):
         for index, chat in enumerate(self.chats):
             yield from _chat_problems(f"{where}, chat {index}", index, chat)
         if self.reply is not None:
-            yield from _arity(self.reply, 3, f"{where}: the reply function (chats, ctx, results)")
+            yield from _arity(self.reply, 3, f"{where}: the reply function", REPLY_ARGS)
 
     async def visit(self, run: Run) -> Visit:
         from flowgraph._run import Visit
 
         if self.concurrent:
-            jobs = [self._run_chat(run, index, chat, []) for index, chat in enumerate(self.chats)]
-            results = list(await asyncio.gather(*jobs))
+            results = await self._run_concurrently(run)
         else:
             results = []
             for index, chat in enumerate(self.chats):
@@ -164,6 +165,23 @@ class NestedChat(Node):
         if output is not None:
             run.append({"role": "assistant", "name": self.name, "content": as_text(output)})
         return Visit(output=output)
+
+    async def _run_concurrently(self, run: Run) -> list[ChatResult]:
+        """Run every chat at once; if one fails, cancel the others before raising."""
+        start = len(run.chats)
+        tasks = [
+            asyncio.ensure_future(self._run_chat(run, index, chat, []))
+            for index, chat in enumerate(self.chats)
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # A chat's record lands once its opening message is built, which may take
+            # a request (a reflection carryover): keep the records in queue order.
+            run.chats[start:] = sorted(run.chats[start:], key=lambda record: record.index)
 
     async def _run_chat(self, run: Run, index: int, chat: Chat, earlier: list[str]) -> ChatResult:
         assert chat.recipient is not None  # validated
@@ -295,7 +313,7 @@ def _chat_problems(at: str, index: int, chat: object) -> Iterator[str]:
             "to answer the recipient, or use max_turns=1"
         )
     if callable(chat.message):
-        yield from _arity(chat.message, 1, f"{at}: the message function (ctx)")
+        yield from _arity(chat.message, 1, f"{at}: the message function", "the run context")
     yield from _method(at, "summary", chat.summary, SUMMARIES)
     if chat.carryover is not None and index > 0:
         yield f"{at}: carryover applies to the first chat only; later chats get the summaries"
@@ -305,17 +323,17 @@ def _chat_problems(at: str, index: int, chat: object) -> Iterator[str]:
 
 def _method(at: str, what: str, method: object, names: tuple[str, ...]) -> Iterator[str]:
     if callable(method):
-        yield from _arity(method, 3, f"{at}: the {what} function (agent, messages, summary_args)")
+        yield from _arity(method, 3, f"{at}: the {what} function", SUMMARIZER_ARGS)
     elif method not in names:
         yield (
             f"{at}: unknown {what} method {method!r}: use "
             f"{', '.join(repr(name) for name in names)} or a callable "
-            "(agent, messages, summary_args) -> str"
+            f"({SUMMARIZER_ARGS}) -> str"
         )
 
 
-def _arity(fn: Callable[..., Any], count: int, what: str) -> Iterator[str]:
+def _arity(fn: Callable[..., Any], count: int, what: str, arguments: str) -> Iterator[str]:
     try:
-        check_arity(fn, count, what)
+        check_arity(fn, count, what, arguments)
     except FlowValidationError as exc:
         yield str(exc)

@@ -34,10 +34,17 @@ def render_flow(
     detail: str = "full",
     overlay: Overlay | None = None,
 ) -> graphviz.Digraph:
-    """Draw ``flow`` (with ``overlay``, a run, over it); write it to ``path`` if given."""
+    """Draw ``flow`` (with ``overlay``, a run, over it); write it to ``path`` if given.
+
+    Without a path, ``format`` (checked all the same) becomes the returned graph's
+    format, the one its ``pipe()`` and ``render()`` use.
+    """
+    fmt = None if format is None else check_format(format, path)
     dot = flow_digraph(flow, direction=direction, detail=detail, overlay=overlay)
     if path is not None:
-        write(dot, path, format)
+        write(dot, path, fmt)
+    elif fmt is not None:
+        dot.format = fmt
     return dot
 
 
@@ -64,9 +71,7 @@ def render_run(
 def write(dot: graphviz.Digraph, path: str, format: str | None) -> None:
     """Write ``dot`` to ``path``, in ``format`` or the one its suffix names."""
     target = Path(path)
-    fmt = (format or target.suffix.lstrip(".") or "png").lower()
-    if fmt not in FORMATS:
-        raise UsageError(f"cannot render {path!r} as {fmt!r}: use one of {', '.join(FORMATS)}")
+    fmt = check_format(format or target.suffix.lstrip(".") or "png", path)
     data = dot.source.encode() if fmt == "dot" else pipe(dot, fmt)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +80,15 @@ def write(dot: graphviz.Digraph, path: str, format: str | None) -> None:
         raise UsageError(
             f"cannot write {path!r}: {exc.strerror or exc}; choose a path you can write to"
         ) from exc
+
+
+def check_format(format: str, path: str | None) -> str:
+    """``format`` in lower case, or a ``UsageError`` listing the formats."""
+    fmt = format.lower()
+    if fmt not in FORMATS:
+        what = repr(path) if path is not None else "the flow"
+        raise UsageError(f"cannot render {what} as {fmt!r}: use one of {', '.join(FORMATS)}")
+    return fmt
 
 
 def pipe(dot: graphviz.Digraph, fmt: str) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import openai
 import pytest
 
 import flowgraph as fg
@@ -114,3 +115,30 @@ def test_any_object_with_complete_is_a_model() -> None:
     flow.edge(fg.START, fg.Agent("parrot"))
 
     assert flow.run("hi").output == "echo: hi"
+
+
+def test_a_flow_runs_on_a_client_of_your_own(serve: Serve) -> None:
+    server, _ = serve(["hello from your client"])
+
+    async def run() -> fg.RunResult:
+        async with openai.AsyncOpenAI(
+            base_url=server.url,
+            api_key="x",
+            max_retries=0,
+            default_headers={"x-caller": "my-client"},
+        ) as client:
+            flow = fg.Flow("own", model=fg.OpenAIModel("scripted", client=client))
+            flow.edge(fg.START, fg.Agent("greeter", "Greet."))
+            return await flow.arun("hi")
+
+    result = asyncio.run(run())
+
+    assert result.output == "hello from your client"
+    (request,) = server.requests
+    assert request.headers["x-caller"] == "my-client"  # this client, not one flowgraph made
+    assert request.headers["authorization"] == "Bearer x"
+    assert request.body["model"] == "scripted"
+    assert request.messages == [
+        {"role": "system", "content": "Greet."},
+        {"role": "user", "content": "hi"},
+    ]

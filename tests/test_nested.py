@@ -362,8 +362,8 @@ def mute(agent: fg.Agent, messages: list[dict[str, Any]]) -> str:
         ),
         (
             [fg.Chat(critic, "hi", summary=mute)],
-            "nested chat 'n', chat 0: the summary function "
-            "(agent, messages, summary_args) must accept 3 positional argument(s)",
+            "nested chat 'n', chat 0: the summary function must accept 3 positional "
+            "argument(s) (agent, messages, summary_args), but its signature is mute(agent",
         ),
         (
             [fg.Chat(critic, "hi", carryover="everything")],
@@ -394,7 +394,227 @@ def test_a_reply_with_the_wrong_signature_fails_at_validate() -> None:
     )
     with pytest.raises(
         fg.FlowValidationError,
-        match=r"nested chat 'n': the reply function "
-        r"\(chats, ctx, results\) must accept 3 positional argument",
+        match=r"nested chat 'n': the reply function must accept 3 positional "
+        r"argument\(s\) \(chats, ctx, results\), but its signature is <lambda>\(results\)",
     ):
         flow.validate()
+
+
+def test_summary_prompts_default_to_ag2s_in_the_exact_requests(serve: Serve) -> None:
+    server, model = serve(by_system({PROMPT: "the gist", "You are a critic.": "long review"}))
+    nested = fg.NestedChat(
+        "n", [fg.Chat(critic, "Review.", summary="reflection", carryover="reflection")]
+    )
+
+    result = nested_flow(model, nested).run("a long story")
+
+    carryover, chat, summary = server.requests
+    assert carryover.messages == [
+        {"role": "user", "content": "a long story"},
+        {
+            "role": "system",
+            "content": "Summarize the takeaway from the conversation. "
+            "Do not add any introductory phrases.",
+        },
+    ]
+    assert chat.messages[-1]["content"] == "Review.\nContext:\nthe gist"
+    assert summary.messages == [
+        {"role": "user", "name": "n", "content": "Review.\nContext:\nthe gist"},
+        {"role": "assistant", "name": "critic", "content": "long review"},
+        {"role": "system", "content": PROMPT},
+    ]
+    assert result.output == "the gist"
+
+
+def test_a_third_chat_gets_every_earlier_summary_in_order(serve: Serve) -> None:
+    judge = fg.Agent("judge", "You are a judge.")
+    server, model = serve(
+        by_system(
+            {"You are a critic.": "dull", "You are a poet.": "a rhyme", "You are a judge.": "8"}
+        )
+    )
+    nested = fg.NestedChat(
+        "n", [fg.Chat(critic, "Review."), fg.Chat(poet, "Write."), fg.Chat(judge, "Score it.")]
+    )
+
+    result = nested_flow(model, nested).run("go")
+
+    assert [r.messages[-1]["content"] for r in server.requests] == [
+        "Review.",
+        "Write.\nContext:\ndull",
+        "Score it.\nContext:\ndull\na rhyme",
+    ]
+    assert [chat.message for chat in result.chats] == [
+        "Review.",
+        "Write.\nContext:\ndull",
+        "Score it.\nContext:\ndull\na rhyme",
+    ]
+    assert result.output == "8"
+
+
+def test_a_summary_callable_gets_its_args_and_its_summary_is_carried_on(serve: Serve) -> None:
+    seen: list[Any] = []
+
+    async def keywords(
+        agent: fg.Agent, messages: list[dict[str, Any]], args: dict[str, Any]
+    ) -> str:
+        seen.append((agent.name, messages, args))
+        return "kettle; refund"
+
+    server, model = serve(
+        by_system({"You are a critic.": "A broken kettle.", "You are a poet.": "ok"})
+    )
+    nested = fg.NestedChat(
+        "n",
+        [
+            fg.Chat(critic, "Review.", summary=keywords, summary_prompt="Key words only."),
+            fg.Chat(poet, "Write."),
+        ],
+    )
+
+    result = nested_flow(model, nested).run("go")
+
+    assert seen == [
+        (
+            "critic",
+            [
+                {"role": "user", "name": "n", "content": "Review."},
+                {"role": "assistant", "name": "critic", "content": "A broken kettle."},
+            ],
+            {"summary_prompt": "Key words only."},
+        )
+    ]
+    assert len(server.requests) == 2  # a callable summary costs no request
+    assert server.requests[1].messages[-1]["content"] == "Write.\nContext:\nkettle; refund"
+    assert result.chats[0].summary == "kettle; refund"
+
+
+def test_a_predicate_edge_leads_into_a_nested_chat(serve: Serve) -> None:
+    server, model = serve(["reviewed"])
+    flow = fg.Flow("f", model=model)
+    flow.edge(fg.START, fg.ToolStep("intake", lambda: "taken in"))
+    flow.edge("intake", fg.END, when=lambda ctx: not ctx.context["review"])
+    flow.edge(
+        "intake",
+        fg.NestedChat("n", [fg.Chat(critic, "Review.", carryover="last_msg")]),
+        when=lambda ctx: ctx.context["review"],
+    )
+    flow.edge("n", fg.END)
+
+    result = flow.run("go", context={"review": True})
+
+    assert result.path == ["intake", "n"]
+    (request,) = server.requests
+    assert request.messages[-1]["content"] == "Review.\nContext:\ntaken in"
+    assert result.output == "reviewed"
+
+
+def test_a_fallback_edge_leads_from_an_agent_into_a_nested_chat(serve: Serve) -> None:
+    server, model = serve(
+        by_system({"Route the customer.": "Let me check.", "You are a critic.": "checked"})
+    )
+    triage = fg.Agent("triage", "Route the customer.")
+    flow = fg.Flow("f", model=model)
+    flow.edge(fg.START, triage)
+    flow.edge(triage, fg.END, when="The customer said goodbye.")
+    flow.edge(triage, fg.NestedChat("n", [fg.Chat(critic, "Review.", carryover="last_msg")]))
+    flow.edge("n", fg.END)
+
+    result = flow.run("hello")
+
+    assert result.path == ["triage", "n"]
+    assert len(server.requests) == 2  # the fallback costs no router request
+    assert server.requests[1].messages[-1]["content"] == "Review.\nContext:\nLet me check."
+    assert result.output == "checked"
+
+
+def test_concurrent_chats_keep_queue_order_when_the_first_is_slower(serve: Serve) -> None:
+    server, model = serve(
+        by_system({PROMPT: "the gist", "You are a critic.": "critique", "You are a poet.": "poem"})
+    )
+    nested = fg.NestedChat(
+        "n",
+        [fg.Chat(critic, "A.", carryover="reflection"), fg.Chat(poet, "B.")],
+        concurrent=True,
+    )
+
+    result = nested_flow(model, nested).run("a story")
+
+    # The poet's chat starts while the critic's opening awaits its reflection.
+    assert [r.system for r in server.requests] == [None, "You are a poet.", "You are a critic."]
+    assert [(chat.index, chat.recipient) for chat in result.chats] == [(0, "critic"), (1, "poet")]
+    assert [chat.message for chat in result.chats] == ["A.\nContext:\nthe gist", "B."]
+    assert result.output == "poem"
+
+
+def test_concurrent_chats_keep_queue_order_behind_a_slow_message_function(serve: Serve) -> None:
+    async def slow(ctx: fg.RunContext[dict[str, Any]]) -> str:
+        await asyncio.sleep(0.2)
+        return "A, slowly."
+
+    server, model = serve(by_system({"You are a critic.": "critique", "You are a poet.": "poem"}))
+    nested = fg.NestedChat("n", [fg.Chat(critic, slow), fg.Chat(poet, "B.")], concurrent=True)
+
+    result = nested_flow(model, nested).run("go")
+
+    assert [r.system for r in server.requests] == ["You are a poet.", "You are a critic."]
+    assert [chat.recipient for chat in result.chats] == ["critic", "poet"]
+    assert [chat.summary for chat in result.chats] == ["critique", "poem"]
+
+
+def test_a_failing_concurrent_chat_cancels_the_others(serve: Serve) -> None:
+    cancelled = asyncio.Event()
+
+    async def stalls(ctx: fg.RunContext[dict[str, Any]]) -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    def fails(ctx: fg.RunContext[dict[str, Any]]) -> str:
+        raise ValueError("no message")
+
+    _, model = serve(["unused"])
+    nested = fg.NestedChat("n", [fg.Chat(critic, stalls), fg.Chat(poet, fails)], concurrent=True)
+
+    async def run() -> bool:
+        with pytest.raises(fg.RunError, match="nested chat 'n', chat 1: ValueError: no message"):
+            await nested_flow(model, nested).arun("go")
+        return cancelled.is_set()  # before this loop ends, which would cancel it anyway
+
+    assert asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("chats", "match"),
+    [
+        (
+            [fg.Chat(poet, "first"), fg.Chat(critic, lambda: "hi")],
+            r"nested chat 'n', chat 1: the message function must accept 1 positional "
+            r"argument\(s\) \(the run context\), but its signature is <lambda>\(\)$",
+        ),
+        (
+            [fg.Chat(critic, "hi", carryover=mute)],
+            r"nested chat 'n', chat 0: the carryover function must accept 3 positional "
+            r"argument\(s\) \(agent, messages, summary_args\), but its signature is mute\(",
+        ),
+        (
+            [fg.Chat(poet, "first"), fg.Chat(critic, "hi", summary=lambda agent, messages: "")],
+            r"nested chat 'n', chat 1: the summary function must accept 3 positional "
+            r"argument\(s\) \(agent, messages, summary_args\), but its signature is "
+            r"<lambda>\(agent, messages\)$",
+        ),
+    ],
+)
+def test_callables_with_the_wrong_signature_say_what_they_take(
+    chats: list[fg.Chat], match: str
+) -> None:
+    flow = nested_flow(
+        fg.OpenAIModel("m", base_url="http://127.0.0.1:9/v1", api_key="k"),
+        fg.NestedChat("n", chats),
+    )
+    with pytest.raises(fg.FlowValidationError, match=match) as caught:
+        flow.validate()
+    assert len(caught.value.problems) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,9 @@ from typing import Any
 import pytest
 
 import flowgraph as fg
+from flowgraph.testing import tool_call
+
+from .conftest import Serve
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 MODEL = fg.OpenAIModel("gpt-4.1-mini", base_url="http://127.0.0.1:9/v1", api_key="k")
@@ -102,18 +106,42 @@ def test_shapes_and_styles_by_kind() -> None:
 
 
 def test_hostile_labels_are_escaped() -> None:
-    hostile = 'He said "hi" <b>bold</b> & then }; evil -> x [label="pwned"]\\N'
+    hostile = 'He said "hi" <b>bold</b> & then }; evil -> x [label="pwned"]\\N\r\nnext\rline\nend'
     flow = every_kind(hostile)
     dot = flow.to_dot()
 
     assert 'label="pwned"]' not in dot
     assert "&quot;hi&quot; &lt;b&gt;bold&lt;/b&gt; &amp;" in dot
+    assert "\r" not in dot
+    (edge,) = [line for line in dot.splitlines() if line.startswith("\ttriage -> refund ")]
+    assert "\\N  next line<br/>end>" in edge  # line breaks are spaces, on one DOT line
     svg = flow.render().pipe(format="svg").decode()
     ET.fromstring(svg)  # still a well-formed picture
     assert "&lt;b&gt;bold&lt;/b&gt;" in svg
     mermaid = flow.to_mermaid()
     assert "#quot;hi#quot; #lt;b#gt;bold#lt;/b#gt;" in mermaid
     assert '[label="pwned"]' not in mermaid
+    assert "\r" not in mermaid
+    (edge,) = [line for line in mermaid.splitlines() if "n_triage -.->" in line and "hi" in line]
+    assert edge.endswith('N  next line end"| n_refund')
+    assert len(mermaid.splitlines()) == len(every_kind().to_mermaid().splitlines())
+
+
+def test_line_breaks_in_names_become_spaces() -> None:
+    def vip(ctx: fg.RunContext[dict[str, bool]]) -> bool:
+        return True
+
+    vip.__name__ = "is\r\nvip\rnow"
+    flow = fg.Flow("two\nlines")
+    flow.edge(fg.START, fg.ToolStep("a", lambda: 1), when=vip)
+
+    dot, mermaid = flow.to_dot(), flow.to_mermaid()
+
+    assert "label=<flow: two lines>" in dot
+    assert "START -> a [label=<if is vip now()>" in dot
+    assert "\r" not in dot and "\r" not in mermaid
+    assert 'n_START -->|"if is  vip now()"| n_a' in mermaid
+    assert "is vip now()" in flow.render().pipe(format="svg").decode()
 
 
 def test_render_writes_png_svg_pdf_and_dot(tmp_path: Path) -> None:
@@ -140,6 +168,10 @@ def test_bad_formats_options_and_paths_are_clear_errors(tmp_path: Path) -> None:
         flow.render(direction="UP")
     with pytest.raises(fg.UsageError, match="unknown detail 'all': use one of full, compact"):
         flow.to_dot(detail="all")
+    with pytest.raises(
+        fg.UsageError, match="cannot render the flow as 'bmp': use one of png, svg, pdf, dot"
+    ):
+        flow.render(format="bmp")
     (tmp_path / "file").write_text("")
     with pytest.raises(fg.UsageError, match="cannot write .*; choose a path you can write to"):
         flow.render(str(tmp_path / "file" / "flow.svg"))
@@ -255,3 +287,79 @@ def test_sub_flow_steps_are_drawn_inside_their_cluster() -> None:
     assert '"inner/START" -> "inner/deep" [label=<<b>→ 1.1</b>>' in dot
     assert '"inner/deep" -> "inner/END" [label=<<b>→ end</b>>' in dot
     assert 'START -> "inner/START" [label=<<b>→ 1</b>>' in dot
+
+
+def test_a_format_without_a_path_is_the_graphs_format() -> None:
+    assert every_kind().render(format="SVG").format == "svg"
+    assert every_kind().render().format == "pdf"  # graphviz's own default, untouched
+
+
+def test_a_sub_flow_agent_without_a_model_is_labelled_with_the_one_it_runs_on() -> None:
+    inner = fg.Flow("inner")
+    inner.edge(fg.START, fg.Agent("helper"))
+    own = fg.Flow("own", model=fg.OpenAIModel("gpt-4.1-nano"))
+    own.edge(fg.START, fg.Agent("nano"))
+    middle = fg.Flow("middle")
+    middle.edge(fg.START, inner)
+    middle.edge(inner, own)
+    outer = fg.Flow("outer", model=MODEL)
+    outer.edge(fg.START, middle)
+
+    dot = outer.to_dot()
+
+    assert (
+        '"middle/inner/helper" [label=<<b>helper</b><br/><font point-size="10">gpt-4.1-mini' in dot
+    )
+    assert '"middle/own/nano" [label=<<b>nano</b><br/><font point-size="10">gpt-4.1-nano' in dot
+    assert "default model" not in dot
+    assert "default model" in middle.to_dot()  # on its own, it has none to inherit
+
+
+def test_a_sub_flow_agent_runs_on_the_model_its_label_names(serve: Serve) -> None:
+    server, model = serve(["done"])
+    inner = fg.Flow("inner")
+    inner.edge(fg.START, fg.Agent("helper"))
+    outer = fg.Flow("outer", model=model)
+    outer.edge(fg.START, inner)
+
+    assert '"inner/helper" [label=<<b>helper</b><br/><font point-size="10">scripted<' in (
+        outer.to_dot()
+    )
+    assert outer.run("go").output == "done"
+    assert server.requests[0].body["model"] == "scripted"
+
+
+def test_an_agent_node_of_a_run_shows_its_requests_and_tokens(serve: Serve) -> None:
+    def lookup(order_id: str) -> str:
+        """Look up an order."""
+        return "shipped"
+
+    server, model = serve([tool_call("lookup", {"order_id": "A-1"}), "It has shipped."])
+    flow = fg.Flow("f", model=model)
+    flow.edge(fg.START, fg.Agent("clerk", "Help.", tools=[lookup]))
+    flow.edge("clerk", fg.END)
+
+    result = flow.run("Where is A-1?")
+    dot = result.render().source
+
+    usage = result.usage_by_node["clerk"]
+    assert (usage.requests, len(server.requests)) == (2, 2)
+    assert usage.total_tokens > 0
+    (line,) = [line for line in dot.splitlines() if line.startswith("\tclerk [")]
+    assert re.search(
+        rf"step 1 · (<1 ms|\d+ ms|[\d.]+ s) · 2 req, {usage.total_tokens} tok</font>", line
+    ), line
+
+
+def test_rendering_a_run_never_changes_the_flow(tmp_path: Path) -> None:
+    flow = steps_flow()
+    before = flow.to_dot(), flow.to_mermaid()
+    result = flow.run("go")
+    plan = flow.plan()
+
+    result.render(str(tmp_path / "run.svg"))
+    result.render(detail="compact", direction="LR")
+    result._repr_svg_()
+
+    assert (flow.to_dot(), flow.to_mermaid()) == before
+    assert flow.plan() is plan
