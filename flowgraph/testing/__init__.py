@@ -11,7 +11,21 @@ Script items, consumed one per request:
 - ``tool_call(name, {...})``: one tool call; a list of them: parallel calls;
 - ``Reply(content=..., tool_calls=[...])``: both at once, or an empty ``Reply()``;
 - ``error(500, "boom")``: an HTTP error with an OpenAI-shaped body;
+  ``rate_limited(retry_after=0.1)``: a 429 with ``retry-after`` headers;
 - a function of the `ChatRequest` (sync or async) returning any of the above.
+
+Faults below HTTP, for a client's timeouts, retries and failures:
+
+- ``delay(0.2, then="late")``: answer ``then`` (any item) after 0.2 s;
+- ``drop()``: close the connection without answering;
+  ``drop(after_headers=True)``: close it after the headers of a 200;
+- ``malformed()``: a 200 whose body is not JSON (or any ``body=``);
+- ``truncated(after=2)``: a stream cut after 2 events, without ``[DONE]``
+  (a plain answer: cut halfway through its JSON); ``clean=True`` ends the
+  response properly at the cut instead of dropping the connection.
+
+Each uses up one item per request, so ``[drop(), "ok"]`` drops the first
+attempt and answers the client's retry with "ok".
 
 Example:
     >>> import openai
@@ -30,6 +44,16 @@ Example:
 
 from __future__ import annotations
 
+from flowgraph.testing._faults import (
+    Delay,
+    Drop,
+    Malformed,
+    Truncated,
+    delay,
+    drop,
+    malformed,
+    truncated,
+)
 from flowgraph.testing._script import (
     Answer,
     ChatRequest,
@@ -38,6 +62,7 @@ from flowgraph.testing._script import (
     ScriptItem,
     ToolCall,
     error,
+    rate_limited,
     tool_call,
 )
 from flowgraph.testing._server import ScriptedServer
@@ -45,11 +70,20 @@ from flowgraph.testing._server import ScriptedServer
 __all__ = [
     "Answer",
     "ChatRequest",
+    "Delay",
+    "Drop",
     "Fault",
+    "Malformed",
     "Reply",
     "ScriptItem",
     "ScriptedServer",
     "ToolCall",
+    "Truncated",
+    "delay",
+    "drop",
     "error",
+    "malformed",
+    "rate_limited",
     "tool_call",
+    "truncated",
 ]

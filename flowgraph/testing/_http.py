@@ -2,7 +2,9 @@
 
 It speaks keep-alive, ``Content-Length`` request bodies, ``Content-Length``
 responses and chunked (SSE) responses, and nothing else. It knows nothing about
-OpenAI: a handler turns each `HttpRequest` into an `HttpResponse`.
+OpenAI: a handler turns each `HttpRequest` into an `HttpResponse`. To play a
+failing server, a handler may raise `Hangup` (no answer at all) or cut a
+response short (`HttpResponse.cut_after`).
 
 Cheap CPU is a goal, because benchmarks measure the client's CPU while this
 server runs in another process: headers are parsed with plain string splits
@@ -56,6 +58,10 @@ class HttpResponse:
     With ``chunks`` set the response is streamed with chunked transfer encoding,
     one HTTP chunk per item, ``chunk_delay`` seconds apart; otherwise ``body``
     is sent with a ``Content-Length``.
+
+    ``cut_after`` leaves the response unfinished, as a server dying mid-answer
+    does: after the head and that many body bytes (or chunks), the connection
+    closes, without the terminating chunk.
     """
 
     status: int
@@ -64,6 +70,11 @@ class HttpResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
     chunks: Sequence[bytes] | None = None
     chunk_delay: float = 0.0
+    cut_after: int | None = None
+
+
+class Hangup(Exception):
+    """Raised by a handler: close the connection without answering the request."""
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -144,11 +155,13 @@ class HttpServer:
                 return
             try:
                 response = await self._handler(request)
+            except Hangup:
+                return
             except Exception as exc:  # a handler bug must not hang the client
                 response = _plain_error(500, f"Unhandled error in the test server: {exc!r}")
             keep_alive = _wants_keep_alive(request)
             await _write_response(writer, response, keep_alive)
-            if not keep_alive:
+            if not keep_alive or response.cut_after is not None:
                 return
 
 
@@ -219,24 +232,27 @@ def _wants_keep_alive(request: HttpRequest) -> bool:
 async def _write_response(
     writer: asyncio.StreamWriter, response: HttpResponse, keep_alive: bool
 ) -> None:
+    cut = response.cut_after
     if response.chunks is None:
-        writer.write(_encode(response, keep_alive))
-    elif response.chunk_delay <= 0:
-        chunks = b"".join(map(_chunk, response.chunks))
-        writer.write(_head(response, keep_alive) + chunks + _LAST_CHUNK)
+        writer.write(_head(response, keep_alive) + response.body[:cut])
     else:
-        await _trickle(writer, response, keep_alive)
+        chunks = response.chunks[:cut]
+        ending = _LAST_CHUNK if cut is None else b""
+        if response.chunk_delay <= 0:
+            writer.write(_head(response, keep_alive) + b"".join(map(_chunk, chunks)) + ending)
+        else:
+            writer.write(_head(response, keep_alive))
+            await _trickle(writer, chunks, response.chunk_delay)
+            writer.write(ending)
     await writer.drain()
 
 
-async def _trickle(writer: asyncio.StreamWriter, response: HttpResponse, keep_alive: bool) -> None:
+async def _trickle(writer: asyncio.StreamWriter, chunks: Sequence[bytes], delay: float) -> None:
     """Send chunks one at a time, so the client sees a stream arrive."""
-    writer.write(_head(response, keep_alive))
-    for chunk in response.chunks or ():
+    for chunk in chunks:
         writer.write(_chunk(chunk))
         await writer.drain()
-        await asyncio.sleep(response.chunk_delay)
-    writer.write(_LAST_CHUNK)
+        await asyncio.sleep(delay)
 
 
 def _encode(response: HttpResponse, keep_alive: bool) -> bytes:

@@ -2,9 +2,10 @@
 
 A script is a list of items consumed one per request, or one function of the
 request. An item is a `str` (text), a `ToolCall`, a list of them (parallel
-calls), a `Reply`, a `Fault` (an HTTP error) or a callable returning one of
-these. `CompletionWriter` turns a `Reply` into ``chat.completion`` JSON or
-``chat.completion.chunk`` SSE events.
+calls), a `Reply`, a `Fault` (an HTTP error), a fault below HTTP (`_faults`:
+a delay, a dropped connection, a malformed body, a truncated stream) or a
+callable returning one of these. `CompletionWriter` turns a `Reply` into
+``chat.completion`` JSON or ``chat.completion.chunk`` SSE events.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeAlias
+
+from flowgraph.testing._faults import Delay, Drop, Malformed, Truncated
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,30 @@ def error(
     return Fault(status, message, type, dict(headers or {}))
 
 
+def rate_limited(retry_after: float = 1.0, message: str | None = None) -> Fault:
+    """Script a 429 that asks the client to wait ``retry_after`` seconds.
+
+    The answer carries ``retry-after-ms`` (read first by the openai client, which
+    waits that long before its retry when it is at most 60 s) and ``retry-after``
+    in whole seconds, rounded up, as HTTP wants.
+
+    Args:
+        retry_after: Seconds the client should wait.
+        message: ``error.message``; OpenAI's rate limit text when None.
+
+    Example:
+        >>> rate_limited(retry_after=0.25).headers
+        {'retry-after': '1', 'retry-after-ms': '250'}
+    """
+    if not retry_after >= 0:
+        raise ValueError(f"rate_limited() takes retry_after >= 0 seconds, got {retry_after!r}")
+    headers = {
+        "retry-after": str(math.ceil(retry_after)),
+        "retry-after-ms": str(round(retry_after * 1000)),
+    }
+    return error(429, message, headers=headers)
+
+
 def _is_header_text(text: str) -> bool:
     """Whether ``text`` fits in an HTTP header: one line of Latin-1."""
     try:
@@ -271,7 +299,9 @@ def _text(content: object) -> str:
 
 # -- the script ------------------------------------------------------------------------------
 
-Answer: TypeAlias = str | ToolCall | Sequence[ToolCall] | Reply | Fault
+Answer: TypeAlias = (
+    str | ToolCall | Sequence[ToolCall] | Reply | Fault | Delay | Drop | Malformed | Truncated
+)
 """A script item that is not a callable."""
 ScriptFunction: TypeAlias = (
     Callable[[ChatRequest], Answer] | Callable[[ChatRequest], Awaitable[Answer]]
@@ -279,6 +309,9 @@ ScriptFunction: TypeAlias = (
 """A function of the request (sync or async) returning an `Answer`."""
 ScriptItem: TypeAlias = Answer | ScriptFunction
 """One reply of a script: an `Answer`, or a function of the request returning one."""
+Outcome: TypeAlias = Reply | Fault | Delay | Drop | Malformed | Truncated
+"""An `Answer` in its one canonical form, as the server serves it."""
+_AS_IS = (Reply, Fault, Drop, Malformed)
 
 
 class ScriptError(Exception):
@@ -294,7 +327,7 @@ class Script:
         self.held = 0  # items ever added: for the "it held N replies" message
         if callable(script):
             self._function = script
-        elif isinstance(script, (str, Reply, ToolCall, Fault)):
+        elif isinstance(script, (str, ToolCall, Delay, Truncated, *_AS_IS)):
             raise TypeError(
                 f"ScriptedServer takes a list of replies, got one {type(script).__name__}: "
                 f"wrap it in a list: ScriptedServer([{script!r}])"
@@ -330,7 +363,7 @@ def _replies(count: int) -> str:
     return "1 reply" if count == 1 else f"{count} replies"
 
 
-async def resolve(item: ScriptItem, request: ChatRequest) -> Reply | Fault:
+async def resolve(item: ScriptItem, request: ChatRequest) -> Outcome:
     """Call a callable item (awaiting an async one) and convert the result."""
     if callable(item):
         result: object = item(request)
@@ -340,10 +373,16 @@ async def resolve(item: ScriptItem, request: ChatRequest) -> Reply | Fault:
     return to_reply(item)
 
 
-def to_reply(item: object) -> Reply | Fault:
-    """Convert an `Answer` to the `Reply` (or `Fault`) it stands for."""
-    if isinstance(item, (Reply, Fault)):
+def to_reply(item: object) -> Outcome:
+    """Convert an `Answer` to the `Outcome` it stands for, checking what faults hold."""
+    if isinstance(item, _AS_IS):
         return item
+    if isinstance(item, Delay):
+        if not callable(item.then):
+            to_reply(item.then)
+        return item
+    if isinstance(item, Truncated):
+        return Truncated(item.after, _cut_reply(item.reply), item.clean)
     if isinstance(item, str):
         return Reply(content=item)
     if isinstance(item, ToolCall):
@@ -352,9 +391,16 @@ def to_reply(item: object) -> Reply | Fault:
         return Reply(tool_calls=tuple(item))
     raise TypeError(
         "A script item must be a str, a ToolCall, a non-empty list of ToolCall, a Reply, "
-        f"an error(...) or a callable returning one of these; got {item!r}. "
-        "For an empty reply use Reply()."
+        "an error(...), a fault (delay, drop, malformed, truncated) or a callable "
+        f"returning one of these; got {item!r}. For an empty reply use Reply()."
     )
+
+
+def _cut_reply(item: object) -> Reply:
+    reply = to_reply(item)
+    if not isinstance(reply, Reply):
+        raise TypeError(f"truncated() cuts a reply: text, tool calls or a Reply; got {item!r}.")
+    return reply
 
 
 # -- OpenAI JSON -----------------------------------------------------------------------------

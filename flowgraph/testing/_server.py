@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from flowgraph.testing._faults import Delay, Drop, Malformed, Truncated
 from flowgraph.testing._http import (
+    Hangup,
     HttpRequest,
     HttpResponse,
     HttpServer,
@@ -20,6 +23,7 @@ from flowgraph.testing._script import (
     ChatRequest,
     CompletionWriter,
     Fault,
+    Outcome,
     Reply,
     Script,
     ScriptError,
@@ -27,6 +31,7 @@ from flowgraph.testing._script import (
     ScriptItem,
     error_body,
     resolve,
+    to_reply,
 )
 from flowgraph.testing._strict import check_chat_request
 
@@ -71,6 +76,14 @@ class ScriptedServer:
 
     Script callables run on the server's event loop: keep them quick, or make
     them async to wait.
+
+    Besides replies and ``error(...)``, an item may be a fault, to test timeouts,
+    retries and failures: ``delay(seconds, then=item)``, ``drop()`` (hang up
+    without answering; ``after_headers=True``: after the headers), ``malformed()``
+    (a 200 that is not JSON), ``truncated(after=k)`` (a stream cut after k events,
+    without ``[DONE]``) and ``rate_limited(retry_after=s)`` (a 429). A fault uses up
+    its item and is recorded in `requests` like any request. `stop` cancels pending
+    delays.
 
     Example:
         >>> import openai
@@ -209,27 +222,80 @@ class ScriptedServer:
 
     async def _answer(self, request: ChatRequest) -> HttpResponse:
         try:
-            reply = await resolve(self._script.take(request), request)
+            outcome = await self._outcome(request)
         except ScriptError as exc:
             self.errors.append(exc)
             return _invalid(InvalidRequest(str(exc)))
         except Exception as exc:  # a failing test callback must reach the test, not kill us
             self.errors.append(exc)
             return _invalid(InvalidRequest(_callback_failed(request, exc)))
-        if isinstance(reply, Fault):
-            return HttpResponse(
-                reply.status, error_body(reply.message, reply.type), headers=reply.headers
-            )
-        return self._completion(reply, request)
+        return self._serve(outcome, request)
+
+    async def _outcome(self, request: ChatRequest) -> Outcome:
+        """The script's answer to ``request``, once any delays have passed."""
+        outcome = await resolve(self._script.take(request), request)
+        while isinstance(outcome, Delay):
+            await asyncio.sleep(outcome.seconds)  # stop() cancels it, closing the connection
+            outcome = await resolve(outcome.then, request)
+        return outcome
+
+    def _serve(self, outcome: Outcome, request: ChatRequest) -> HttpResponse:
+        if isinstance(outcome, Reply):
+            return self._completion(outcome, request)
+        if isinstance(outcome, Fault):
+            body = error_body(outcome.message, outcome.type)
+            return HttpResponse(outcome.status, body, headers=outcome.headers)
+        if isinstance(outcome, Malformed):
+            return self._malformed(outcome, request)
+        if isinstance(outcome, Truncated):
+            return self._truncated(outcome, request)
+        if isinstance(outcome, Drop) and outcome.after_headers:
+            return dataclasses.replace(self._completion(Reply(""), request), cut_after=0)
+        raise Hangup  # drop(): not a byte of answer
 
     def _completion(self, reply: Reply, request: ChatRequest) -> HttpResponse:
-        headers = {"x-request-id": f"req_flowgraph{request.index}"}
         if not request.stream:
-            return HttpResponse(200, self._writer.completion(reply, request), headers=headers)
-        events = self._writer.events(reply, request)
+            body = self._writer.completion(reply, request)
+            return HttpResponse(200, body, headers=_request_id(request))
+        return self._stream(self._writer.events(reply, request), request)
+
+    def _stream(self, events: list[bytes], request: ChatRequest) -> HttpResponse:
         return HttpResponse(
-            200, content_type=_SSE, headers=headers, chunks=events, chunk_delay=self.stream_delay
+            200,
+            content_type=_SSE,
+            headers=_request_id(request),
+            chunks=events,
+            chunk_delay=self.stream_delay,
         )
+
+    def _malformed(self, fault: Malformed, request: ChatRequest) -> HttpResponse:
+        body = fault.body.encode()
+        if not request.stream:
+            headers = _request_id(request)
+            return HttpResponse(200, body, content_type=fault.content_type, headers=headers)
+        event = b"".join(b"data: " + line + b"\n" for line in body.split(b"\n")) + b"\n"
+        return self._stream([event, b"data: [DONE]\n\n"], request)
+
+    def _truncated(self, fault: Truncated, request: ChatRequest) -> HttpResponse:
+        reply = to_reply(fault.reply)
+        assert isinstance(reply, Reply)  # the script checked it when the item was added
+        response = self._completion(reply, request)
+        if response.chunks is None:
+            return _cut(response, len(response.body) // 2, fault.clean)
+        return _cut(response, min(fault.after, len(response.chunks) - 1), fault.clean)
+
+
+def _cut(response: HttpResponse, count: int, clean: bool) -> HttpResponse:
+    """``response`` after ``count`` body bytes or chunks: ended there, or left unfinished."""
+    if not clean:
+        return dataclasses.replace(response, cut_after=count)
+    if response.chunks is None:
+        return dataclasses.replace(response, body=response.body[:count])
+    return dataclasses.replace(response, chunks=response.chunks[:count])
+
+
+def _request_id(request: ChatRequest) -> dict[str, str]:
+    return {"x-request-id": f"req_flowgraph{request.index}"}
 
 
 def _invalid(problem: InvalidRequest) -> HttpResponse:

@@ -20,13 +20,22 @@ def test_public_names() -> None:
     assert sorted(flowgraph.testing.__all__) == [
         "Answer",
         "ChatRequest",
+        "Delay",
+        "Drop",
         "Fault",
+        "Malformed",
         "Reply",
         "ScriptItem",
         "ScriptedServer",
         "ToolCall",
+        "Truncated",
+        "delay",
+        "drop",
         "error",
+        "malformed",
+        "rate_limited",
         "tool_call",
+        "truncated",
     ]
 
 
