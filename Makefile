@@ -2,29 +2,42 @@
 # Both set up everything themselves: a virtual environment in .venv with the
 # package and its extras (the first install compiles llama-cpp-python for the
 # bundled local model: several minutes; pip keeps the built wheel in its cache),
-# and graphviz's `dot` (with apt-get) when it is missing.
+# and, with apt-get when they are missing, graphviz's `dot`, Python's venv module
+# and a C++ compiler.
+#
+# llama.cpp is built for a portable x86-64 (AVX2), not `-march=native`: a wheel
+# built natively on one machine dies with SIGILL on another, or even on the same
+# one when the CPU advertises instructions (AMX) the kernel does not enable.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install graphviz demo test lint typecheck pytest bench clean
+APT    := $$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: install system graphviz demo test lint typecheck pytest bench clean
 
 install: $(STAMP) graphviz
 
 $(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
+# What a bare Debian or Ubuntu lacks to build the environment.
+system:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && command -v c++ >/dev/null 2>&1 || { \
+	  echo "installing python3-venv and a C++ compiler with apt-get"; \
+	  $(APT) update -qq && $(APT) install -y -qq python3-venv python3-dev build-essential cmake >/dev/null; }
+
 graphviz:
 	@command -v dot >/dev/null 2>&1 || { \
 	  echo "graphviz's dot is missing: installing it with apt-get"; \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphviz >/dev/null; }
+	  $(APT) update -qq && $(APT) install -y -qq graphviz >/dev/null; }
 
 demo: install
 	$(PY) examples/support.py

@@ -16,6 +16,7 @@ Example:
     >>> result = flow.run("I want a refund for order A-1")  # doctest: +SKIP
 """
 
+from flowgraph._checkpoint import Checkpointer, MemoryCheckpointer, RunInfo, Waiting
 from flowgraph._context import RunContext, Usage
 from flowgraph._edges import Edge
 from flowgraph._errors import (
@@ -25,6 +26,7 @@ from flowgraph._errors import (
     MaxStepsExceeded,
     ModelError,
     RunError,
+    StoreError,
     UsageError,
 )
 from flowgraph._flow import Flow
@@ -36,11 +38,13 @@ from flowgraph._hooks import (
     NodeEvent,
     ToolEvent,
 )
+from flowgraph._human import Human
 from flowgraph._local import LocalModel
 from flowgraph._models import Completion, Model, OpenAIModel
 from flowgraph._nested import Chat, ChatResult, NestedChat
 from flowgraph._nodes import END, START, Agent, Node, ToolStep
 from flowgraph._result import RunResult, StepRecord
+from flowgraph._sqlite import SQLiteCheckpointer
 from flowgraph._subflow import SubFlow
 from flowgraph._tools import Tool
 
@@ -52,6 +56,7 @@ __all__ = [
     "Agent",
     "Chat",
     "ChatResult",
+    "Checkpointer",
     "Completion",
     "ConfigurationError",
     "Edge",
@@ -62,8 +67,10 @@ __all__ = [
     "HandoffEvent",
     "HookContext",
     "Hooks",
+    "Human",
     "LocalModel",
     "MaxStepsExceeded",
+    "MemoryCheckpointer",
     "Model",
     "ModelError",
     "NestedChat",
@@ -72,13 +79,17 @@ __all__ = [
     "OpenAIModel",
     "RunContext",
     "RunError",
+    "RunInfo",
     "RunResult",
+    "SQLiteCheckpointer",
     "StepRecord",
+    "StoreError",
     "SubFlow",
     "Tool",
     "ToolEvent",
     "ToolStep",
     "Usage",
     "UsageError",
+    "Waiting",
     "__version__",
 ]

@@ -71,6 +71,8 @@ class RunContext(Generic[ContextT]):
         step: how many node visits the run has made, this one included.
         usage: requests and tokens so far in the run.
         path: the names of the nodes visited so far, in order.
+        idempotency_key: names the tool call (or tool step) now running, the same
+            when a resumed run repeats it: key side effects on it to do them once.
     """
 
     context: ContextT
@@ -80,6 +82,40 @@ class RunContext(Generic[ContextT]):
     step: int = 0
     usage: Usage = field(default_factory=Usage)
     path: list[str] = field(default_factory=list)
+    _run: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        """``run_id:step:call_id`` inside a tool call, ``run_id:step:node`` in a tool step.
+
+        Example:
+            >>> def charge(amount: int, ctx: RunContext) -> str:
+            ...     return payments.charge(amount, idempotency_key=ctx.idempotency_key)
+        """
+        from flowgraph._run import CURRENT_CALL
+
+        call = CURRENT_CALL.get()
+        if call is not None:
+            return call.key
+        return f"{self.run_id}:{self.step}:{self.node}"
+
+    def interrupt(self, prompt: str) -> Any:
+        """Pause the run until a human replies to ``prompt``, and return the reply.
+
+        Call it from a tool or a tool step. The run stops with status ``"waiting"``
+        (committed to its store); ``flow.resume(run_id, reply=...)`` runs the tool call
+        again, and this time ``interrupt`` returns the reply. Do side effects after
+        it, or key them on ``idempotency_key``.
+
+        Example:
+            >>> def issue_refund(order_id: str, ctx: RunContext) -> str:
+            ...     if ctx.interrupt(f"Refund {order_id}?") != "yes":
+            ...         return "not refunded: a human declined"
+            ...     return "refunded"
+        """
+        if self._run is None:
+            raise RuntimeError("this RunContext belongs to no run")
+        return self._run.interrupt(prompt)
 
     @property
     def last_message(self) -> Message | None:

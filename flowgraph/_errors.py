@@ -8,6 +8,7 @@ loops) and from misuse of the API::
     ├── FlowValidationError     the flow cannot run as built; raised before any request
     ├── ConfigurationError      no model could be found, or a setting is wrong
     ├── UsageError              the API was called in a way it does not support
+    ├── StoreError              a run store could not be written or read
     └── RunError                a run failed; carries the state so far in ``.result``
         ├── MaxStepsExceeded    the run took more node visits than ``max_steps``
         └── ModelError          the model server failed, after the client's retries
@@ -53,6 +54,10 @@ class ConfigurationError(FlowgraphError):
 
 class UsageError(FlowgraphError):
     """The API was used in a way it does not support; the message says what to do."""
+
+
+class StoreError(FlowgraphError):
+    """A run store (a checkpointer) could not be written or read; the message names it."""
 
 
 class RunError(FlowgraphError):

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flowgraph._bridge import run_sync
 from flowgraph._callables import check_arity
+from flowgraph._checkpoint import DEFAULT_STORE, Commit, RunInfo, Store, open_store
 from flowgraph._edges import Condition, Edge
-from flowgraph._errors import FlowValidationError, RunError
+from flowgraph._errors import FlowValidationError, RunError, UsageError
 from flowgraph._hooks import AfterCompletion, EventName, Hooks, HookSet, Observer
+from flowgraph._journal import Journal, fork_run, restore
 from flowgraph._messages import user_messages
 from flowgraph._models import Model
 from flowgraph._nodes import END, START, Node
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from flowgraph._live import Live
+
 
 DEFAULT_MAX_STEPS = 100
 F = TypeVar("F", bound=Callable[..., Any])
@@ -181,6 +184,7 @@ class Flow:
         run_id: str | None = None,
         hooks: Hooks | Sequence[Hooks] = (),
         live: Live = False,
+        store: Store | None = None,
     ) -> RunResult:
         """Run the flow on ``input`` (a user message, or a list of messages).
 
@@ -193,17 +197,17 @@ class Flow:
             hooks: observers for this run only, besides the flow's own.
             live: draw the run as it goes: in Jupyter one picture updated in place,
                 elsewhere a line per step on stderr; or a function given each SVG.
+            store: commit the run after every step, to resume it after a crash or a
+                pause: a SQLite file path (``"runs.db"``) or a ``Checkpointer``.
+
+        Returns:
+            The result; its ``status`` is ``"completed"``, or ``"waiting"`` when the
+            run paused for a human (``resume`` it with the reply).
 
         Raises:
             FlowValidationError: the flow is broken (nothing was sent).
             RunError: the run failed; ``error.result`` holds the run so far.
         """
-        extra = [hooks] if isinstance(hooks, Hooks) else list(hooks)
-        view = None
-        if live:
-            from flowgraph._live import live_view
-
-            view = live_view(self, live)
         plan = self.plan()
         run = Run(
             plan,
@@ -211,8 +215,51 @@ class Flow:
             {} if context is None else context,
             run_id or uuid.uuid4().hex,
             max_steps or self.max_steps,
-            plan.hooks.with_hooks([*extra, view] if view else extra),
         )
+        checkpointer = open_store(store)
+        if checkpointer is not None:
+            if run_id is not None and await checkpointer.load(run_id) is not None:
+                raise UsageError(
+                    f"run {run_id!r} is already in {_where(store)}: resume it with "
+                    "flow.resume(run_id, ...), or start a new run with another run_id"
+                )
+            run.journal = Journal(checkpointer)
+        return await self._drive(run, hooks, live)
+
+    async def aresume(
+        self,
+        run_id: str,
+        *,
+        store: Store | None = None,
+        reply: Any = None,
+        max_steps: int | None = None,
+        hooks: Hooks | Sequence[Hooks] = (),
+        live: Live = False,
+    ) -> RunResult:
+        """Go on with a stored run from its last commit: after a crash, a failure,
+        or a pause (then with the human's ``reply``). Arguments as for ``resume``."""
+        checkpointer = open_store(store) or DEFAULT_STORE
+        snapshot = await checkpointer.load(run_id)
+        if snapshot is None:
+            raise UsageError(f"there is no run {run_id!r} in {_where(store)}")
+        _check_resumable(self, snapshot, reply)
+        if snapshot.waiting is not None:
+            snapshot.replies[snapshot.waiting.key] = reply
+        run = restore(self.plan(), snapshot, max_steps or self.max_steps)
+        if checkpointer is DEFAULT_STORE:
+            DEFAULT_STORE.forget(run_id)  # it lives on in this run; a new pause keeps it again
+        else:
+            run.journal = Journal.following(checkpointer, snapshot)
+        return await self._drive(run, hooks, live)
+
+    async def _drive(self, run: Run, hooks: Hooks | Sequence[Hooks], live: Live) -> RunResult:
+        extra = [hooks] if isinstance(hooks, Hooks) else list(hooks)
+        view = None
+        if live:
+            from flowgraph._live import live_view
+
+            view = live_view(self, live)
+        run.hooks = run.plan.hooks.with_hooks([*extra, view] if view else extra)
         if view is None:
             return await execute(run)
         async with view.drawing():
@@ -234,14 +281,75 @@ class Flow:
         run_id: str | None = None,
         hooks: Hooks | Sequence[Hooks] = (),
         live: Live = False,
+        store: Store | None = None,
     ) -> RunResult:
         """Run the flow and wait for it: from a script, or inside Jupyter's running
         loop. Ctrl-C cancels the run cleanly. Arguments as for ``arun``."""
         return run_sync(
             self.arun(
-                input, context=context, max_steps=max_steps, run_id=run_id, hooks=hooks, live=live
+                input,
+                context=context,
+                max_steps=max_steps,
+                run_id=run_id,
+                hooks=hooks,
+                live=live,
+                store=store,
             )
         )
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        store: Store | None = None,
+        reply: Any = None,
+        max_steps: int | None = None,
+        hooks: Hooks | Sequence[Hooks] = (),
+        live: Live = False,
+    ) -> RunResult:
+        """Go on with a stored run from its last committed step, in this process or
+        another: after a crash, after a failure, or after a pause for a human.
+
+        Args:
+            run_id: the run's id (``result.run_id``).
+            store: where it was committed (the path or ``Checkpointer`` given to
+                ``run``); a run given no store can be resumed in the same process
+                while it waits.
+            reply: the human's answer, for a run with status ``"waiting"``.
+            max_steps, hooks, live: as for ``run``; ``max_steps`` counts the steps
+                already made.
+
+        A step that had begun but was not committed runs again (at least once).
+        An agent's tool calls are committed before they run, so a resumed run
+        answers the same calls with the same ``ctx.idempotency_key``.
+
+        Example:
+            >>> result = flow.run("Refund A-1", store="runs.db")  # doctest: +SKIP
+            >>> result.status, result.waiting.prompt  # doctest: +SKIP
+            ('waiting', 'Approve the refund?')
+            >>> flow.resume(result.run_id, store="runs.db", reply="yes").status  # doctest: +SKIP
+            'completed'
+        """
+        return run_sync(
+            self.aresume(
+                run_id, store=store, reply=reply, max_steps=max_steps, hooks=hooks, live=live
+            )
+        )
+
+    # -- stored runs ----------------------------------------------------------------
+
+    def runs(self, store: Store, *, limit: int = 100) -> list[RunInfo]:
+        """This flow's runs in ``store``, newest first: status, path, age, usage."""
+        checkpointer = open_store(store)
+        assert checkpointer is not None
+        return run_sync(checkpointer.list_runs(self.name, limit))
+
+    def fork(self, run_id: str, *, step: int, store: Store, context: Any = None) -> str:
+        """Copy a stored run as it stood after ``step`` into a new run, and return its id;
+        ``resume`` the new run to go on from there (with other ``context``, if given)."""
+        checkpointer = open_store(store)
+        assert checkpointer is not None
+        return run_sync(fork_run(checkpointer, self.name, run_id, step, context))
 
     # -- drawing --------------------------------------------------------------------
 
@@ -289,6 +397,33 @@ class Flow:
         from flowgraph._render import svg
 
         return svg(flow_digraph(self))
+
+
+def _where(store: Store | None) -> str:
+    if store is None:
+        return "this process (a run given no store is kept here only while it waits)"
+    return f"the store {store!r}"
+
+
+def _check_resumable(flow: Flow, snapshot: Commit, reply: Any) -> None:
+    where = f"run {snapshot.run_id!r}"
+    if snapshot.flow != flow.name:
+        raise UsageError(
+            f"{where} belongs to flow {snapshot.flow!r}, not {flow.name!r}: resume it with "
+            "the flow it ran on"
+        )
+    if snapshot.status == "completed":
+        raise UsageError(
+            f"{where} has completed; nothing is left to resume. To run part of it again, "
+            "flow.fork(run_id, step=N, store=...) copies it as it stood after step N"
+        )
+    if snapshot.waiting is not None and reply is None:
+        raise UsageError(
+            f"{where} waits at {snapshot.waiting.node!r} for a reply to "
+            f"{snapshot.waiting.prompt!r}: pass reply=..."
+        )
+    if snapshot.waiting is None and reply is not None:
+        raise UsageError(f"{where} is not waiting for a reply ({snapshot.status}); drop reply=")
 
 
 def _check_condition(source: str, target: str, when: Condition) -> Condition:

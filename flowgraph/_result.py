@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from flowgraph._checkpoint import Waiting
 from flowgraph._context import Usage
 from flowgraph._messages import Message
 from flowgraph._nested import ChatResult
@@ -47,6 +48,8 @@ class RunResult(BaseModel):
             reached ``max_turns``).
         chats: the nested chats run, in order, with their own messages and summaries
             (they are not poured into ``messages``).
+        waiting: for a paused run, what it waits for: ``waiting.prompt``, the node,
+            and the kind (``"human"``, ``"interrupt"``, ``"approval"``).
 
     Example:
         >>> result = flow.run("I want a refund")  # doctest: +SKIP
@@ -70,6 +73,7 @@ class RunResult(BaseModel):
     trace: list[StepRecord] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     chats: list[ChatResult] = Field(default_factory=list)
+    waiting: Waiting | None = None
     _flow: Any = PrivateAttr(default=None)
 
     def render(

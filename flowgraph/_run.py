@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from flowgraph._callables import call_user
+from flowgraph._checkpoint import DEFAULT_STORE, Position, Waiting
 from flowgraph._context import RunContext, Usage
 from flowgraph._edges import Edge
 from flowgraph._errors import ModelError, RunError, UsageError
@@ -15,9 +17,34 @@ from flowgraph._models import Completion, Model
 from flowgraph._result import RunResult, Status, StepRecord
 
 if TYPE_CHECKING:
+    from flowgraph._journal import Journal
     from flowgraph._nested import ChatResult
     from flowgraph._nodes import Node
     from flowgraph._plan import Plan
+
+
+class Pause(BaseException):
+    """Unwinds a run to a pause: it waits for a reply (a Human node, an interrupt, an
+    approval). A BaseException, so a tool's ``except Exception`` cannot swallow it."""
+
+    def __init__(self, waiting: Waiting) -> None:
+        super().__init__(waiting.prompt)
+        self.waiting = waiting
+
+
+@dataclass
+class CallKey:
+    """The tool call (or tool step) running in this task: for idempotency keys and
+    interrupts, which must name the same call when a resumed run repeats it."""
+
+    key: str
+    can_pause: bool = True
+    interrupts: int = 0
+
+
+CURRENT_CALL: contextvars.ContextVar[CallKey | None] = contextvars.ContextVar(
+    "flowgraph_call", default=None
+)
 
 
 @dataclass
@@ -41,8 +68,16 @@ class Run:
         max_steps: int,
         hooks: HookSet | None = None,
         inherited_model: Model | None = None,
+        parent: Run | None = None,
     ) -> None:
         self.plan = plan
+        self.parent = parent
+        self.journal: Journal | None = None  # the root run's, when it has a store
+        self.position: Position | None = None
+        self.child: Run | None = None  # the sub-flow running inside this run's visit
+        self.resume: list[Position] = []  # where a resumed run (and its sub-flows) stood
+        self.at: Position | None = None  # the resumed visit's position, for the node to take
+        self.replies: dict[str, Any] = {}
         self.inherited_model = inherited_model  # a sub-flow's: its parent flow's model
         self.hooks = hooks or plan.hooks
         self.run_id = run_id
@@ -57,8 +92,81 @@ class Run:
         self.step = 0
         self.output: Any = None
         self.ctx: RunContext[Any] = RunContext(
-            context, messages, run_id, usage=self.usage, path=self.path
+            context, messages, run_id, usage=self.usage, path=self.path, _run=self
         )
+
+    # -- checkpoints and pauses -------------------------------------------------------
+
+    @property
+    def root(self) -> Run:
+        return self if self.parent is None else self.parent.root
+
+    def positions(self) -> list[Position]:
+        """Where this run stands, then where the sub-flow running inside it stands."""
+        own = [self.position] if self.position is not None else []
+        return own + self.child.positions() if self.child is not None else own
+
+    async def checkpoint(self, position: Position, *, durable: bool = False) -> None:
+        """Note ``position`` and commit the run there; ``durable`` waits for the store."""
+        if self.parent is not None:
+            position.usage = self.usage.model_copy()
+        self.position = position
+        root = self.root
+        if root.journal is None:
+            return
+        if self.parent is None and position.phase == "next":
+            root.replies.clear()  # a step boundary: the replies were used
+        root.journal.commit(root, root.positions(), "running")
+        if durable:
+            await root.journal.store.flush()
+
+    def call_key(self, call: str) -> str:
+        """A key naming one call at this point of the run, stable when it is resumed:
+        the run id, the step of the run and of each sub-flow, and ``call``."""
+        steps = ".".join(str(position.step) for position in self.root.positions())
+        return f"{self.run_id}:{steps or self.step}:{call}"
+
+    def interrupt(self, prompt: str, kind: str = "interrupt", key: str | None = None) -> Any:
+        """The reply to ``prompt`` if the run was resumed with one, else pause the run."""
+        if key is None:
+            call = CURRENT_CALL.get()
+            if call is None:
+                raise UsageError(
+                    "ctx.interrupt() pauses a tool call or a tool step: call it from one"
+                )
+            if not call.can_pause:
+                raise UsageError(
+                    f"a tool in the nested chats of {self.ctx.node!r} asked a human "
+                    f"({prompt!r}); only the flow's own agents, tool steps and Human nodes "
+                    "can pause a run"
+                )
+            call.interrupts += 1
+            key = f"{call.key}:{call.interrupts}"
+        replies = self.root.replies
+        if key in replies:
+            return replies[key]
+        node = self.position.node if self.position is not None else self.ctx.node
+        raise Pause(Waiting(key=key, node=node, prompt=prompt, kind=kind))  # type: ignore[arg-type]
+
+    async def settle(
+        self, status: Status, reason: str, waiting: Waiting | None = None
+    ) -> RunResult:
+        """End the run here (or pause it): commit the end and wait for the store."""
+        result = self.result(status, reason)
+        result.waiting = waiting
+        journal = self.journal
+        if journal is None and status == "waiting":
+            from flowgraph._journal import Journal
+
+            # No store: keep the paused run in this process, so resume() finds it.
+            journal = self.journal = Journal(DEFAULT_STORE)
+        if journal is not None:
+            if status == "failed":
+                journal.mark(self, status, reason)
+            else:
+                journal.commit(self, self.positions(), status, reason, waiting)
+            await journal.store.flush()
+        return result
 
     def model_of(self, node: Node | None) -> Model:
         """The node's own model, else its flow's, else the parent flow's (in a sub-flow),

@@ -4,27 +4,42 @@ from __future__ import annotations
 
 import time
 
-from flowgraph._edges import Edge, decide
+from flowgraph._checkpoint import Position
+from flowgraph._context import Usage
+from flowgraph._edges import TRANSFER_PREFIX, Edge, decide
 from flowgraph._errors import FlowValidationError, MaxStepsExceeded, RunError, UsageError
 from flowgraph._hooks import ErrorEvent, HandoffEvent, NodeEvent
 from flowgraph._nodes import END, START, Node
 from flowgraph._result import RunResult, StepRecord
-from flowgraph._run import Run, Visit
+from flowgraph._run import CURRENT_CALL, CallKey, Pause, Run, Visit
 
 
 async def execute(run: Run) -> RunResult:
-    """Walk the graph from START. Raises ``RunError`` carrying the run so far."""
+    """Walk the graph from START, or from where a resumed run stood. Raises
+    ``RunError`` carrying the run so far; a pause returns a ``waiting`` result."""
     node: Node = START
     visit = Visit()
     try:
+        at = run.resume.pop(0) if run.resume else None
+        if at is not None:
+            run.step = at.step
+            node, visit = await _resume(run, at)
+        elif run.parent is None:
+            await run.checkpoint(Position(node=START.name, phase="exit", step=0))
         while True:
             edge = await _leave(run, node, visit)
             if edge is None:
-                return run.result("completed", _dead_end(run, node))
+                return await _end(run, node, _dead_end(run, node))
             if edge.target == END.name:
-                return run.result("completed", "reached END")
+                return await _end(run, END, "reached END")
             node = run.plan.nodes[edge.target]
+            await run.checkpoint(Position(node=node.name, phase="next", step=run.step))
             visit = await _step(run, node)
+    except Pause as pause:
+        if run.parent is not None:
+            raise
+        reason = f"waiting at {pause.waiting.node!r} for a reply to: {pause.waiting.prompt}"
+        return await run.settle("waiting", reason, pause.waiting)
     except RunError as exc:
         if exc.result is None:  # this run's own error, not one of a flow run inside a node
             await _failed(run, exc, node)
@@ -41,23 +56,59 @@ async def execute(run: Run) -> RunResult:
     raise error from cause
 
 
-async def _step(run: Run, node: Node) -> Visit:
-    run.step += 1
-    if run.step > run.max_steps:
-        raise MaxStepsExceeded(
-            f"the run made more than max_steps={run.max_steps} node visits (last: "
-            f"{' -> '.join(run.path[-6:])}). If the loop is intended, raise it with "
-            "run(..., max_steps=N) or Flow(..., max_steps=N)",
-            node=node.name,
+async def _resume(run: Run, at: Position) -> tuple[Node, Visit]:
+    """Go on from a committed position: returns the node whose edges come next."""
+    if at.node == START.name:
+        return START, Visit()
+    node = run.plan.nodes.get(at.node)
+    if node is None:
+        raise UsageError(
+            f"the stored run {run.run_id} is at node {at.node!r}, which flow "
+            f"{run.plan.flow.name!r} does not have: resume it with the flow it ran on"
         )
-    run.path.append(node.name)
+    if at.phase == "next":
+        return node, await _step(run, node)
+    if at.phase == "visit":
+        run.at = at
+        return node, await _step(run, node, resumed=True)
+    exits = run.plan.exits.get(node.name)
+    handoff = exits.transfer(TRANSFER_PREFIX + at.handoff) if exits and at.handoff else None
+    visit = Visit(output=at.output, handoff=handoff)
+    await _exit(run, node, visit, time.perf_counter(), run.usage.model_copy())
+    return node, visit
+
+
+async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
+    if not resumed:
+        run.step += 1
+        if run.step > run.max_steps:
+            raise MaxStepsExceeded(
+                f"the run made more than max_steps={run.max_steps} node visits (last: "
+                f"{' -> '.join(run.path[-6:])}). If the loop is intended, raise it with "
+                "run(..., max_steps=N) or Flow(..., max_steps=N)",
+                node=node.name,
+            )
+        run.path.append(node.name)
     run.ctx.node, run.ctx.step = node.name, run.step
+    run.position = Position.model_construct(node=node.name, phase="visit", step=run.step)
     hooks = run.hooks
-    if hooks.wants("node_enter"):
+    if hooks.wants("node_enter") and not resumed:
         await hooks.emit("node_enter", NodeEvent(run.run_id, run.step, node.name, node.kind))
     started = time.perf_counter()
     usage_before = run.usage.model_copy()
-    visit = await node.visit(run)
+    # A tool step may ask a human (ctx.interrupt); an agent's tool calls set their own key.
+    token = CURRENT_CALL.set(CallKey(run.call_key(node.name)) if node.kind != "agent" else None)
+    try:
+        visit = await node.visit(run)
+    finally:
+        CURRENT_CALL.reset(token)
+        run.at = None
+    await _exit(run, node, visit, started, usage_before)
+    return visit
+
+
+async def _exit(run: Run, node: Node, visit: Visit, started: float, usage_before: Usage) -> None:
+    """The end of a visit: the node-exit hooks, the output, the step's record."""
     await run.after_completion(node, None)
     run.output = visit.output
     seconds = time.perf_counter() - started
@@ -66,10 +117,16 @@ async def _step(run: Run, node: Node) -> Visit:
     run.trace.append(
         StepRecord(step=run.step, node=node.name, seconds=seconds, usage=spent, inner=inner)
     )
-    if hooks.wants("node_exit"):
+    if run.hooks.wants("node_exit"):
         event = NodeEvent(run.run_id, run.step, node.name, node.kind, visit.output, seconds, spent)
-        await hooks.emit("node_exit", event)
-    return visit
+        await run.hooks.emit("node_exit", event)
+
+
+async def _end(run: Run, node: Node, reason: str) -> RunResult:
+    run.position = Position.model_construct(node=node.name, phase="exit", step=run.step)
+    if run.parent is not None:
+        return run.result("completed", reason)
+    return await run.settle("completed", reason)
 
 
 async def _leave(run: Run, node: Node, visit: Visit) -> Edge | None:
@@ -102,8 +159,15 @@ def _dead_end(run: Run, node: Node) -> str:
 async def _failed(run: Run, error: RunError, node: Node) -> None:
     if error.node is None and node is not START:
         error.node = node.name
-    error.result = run.result("failed", str(error))
     error.run_id, error.step = run.run_id, run.step
+    if run.parent is None and run.journal is not None:
+        try:
+            error.result = await run.settle("failed", str(error))
+        except Exception as exc:  # the store failing too must not hide the run's error
+            error.result = run.result("failed", str(error))
+            error.result.notes.append(f"the failure could not be committed: {exc}")
+    else:
+        error.result = run.result("failed", str(error))
     if run.hooks.wants("error"):
         try:
             await run.hooks.emit("error", ErrorEvent(run.run_id, run.step, error.node, error))

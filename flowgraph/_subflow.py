@@ -28,8 +28,8 @@ class SubFlow(Node):
         self.flow = flow
 
     async def visit(self, run: Run) -> Visit:
+        from flowgraph._run import Pause, Visit
         from flowgraph._run import Run as ChildRun
-        from flowgraph._run import Visit
         from flowgraph._scheduler import execute
 
         inherited = run.plan.flow.model or run.inherited_model
@@ -40,13 +40,27 @@ class SubFlow(Node):
             run.run_id,
             self.flow.max_steps,
             inherited_model=inherited,
+            parent=run,
         )
+        if run.resume:  # the parent was resumed inside this sub-flow: so is the child
+            child.resume, run.resume = run.resume, []
+            child.usage.add(child.resume[0].usage or Usage())
+        run.child = child
         try:
             result = await execute(child)
-        finally:
-            run.usage.add(child.usage)
-            run.usage_by_node.setdefault(self.name, Usage()).add(child.usage)
-            run.chats.extend(child.chats)
-            run.notes.extend(f"{self.name}: {note}" for note in child.notes)
+        except Pause:
+            raise  # the pause commits where the child stands: nothing to merge yet
+        except BaseException:
+            _merge(run, child, self.name)
+            raise
+        _merge(run, child, self.name)
         run.ctx.context = result.context
         return Visit(output=result.output, inner=result)
+
+
+def _merge(run: Run, child: Run, name: str) -> None:
+    run.child = None
+    run.usage.add(child.usage)
+    run.usage_by_node.setdefault(name, Usage()).add(child.usage)
+    run.chats.extend(child.chats)
+    run.notes.extend(f"{name}: {note}" for note in child.notes)

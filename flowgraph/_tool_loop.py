@@ -9,14 +9,17 @@ calls, hands off, or the agent's ``max_turns`` is reached.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowgraph._callables import call_inline
+from flowgraph._checkpoint import Position
 from flowgraph._edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
 from flowgraph._errors import RunError
 from flowgraph._hooks import ToolEvent
 from flowgraph._messages import Message
+from flowgraph._run import CURRENT_CALL, CallKey
 from flowgraph._tools import Tool, ToolArgumentsError
 
 if TYPE_CHECKING:
@@ -24,19 +27,41 @@ if TYPE_CHECKING:
     from flowgraph._run import Run, Visit
 
 EMPTY_REPLY = "Your last reply was empty. {}"
+YES = frozenset({"y", "yes", "ok", "okay", "approve", "approved", "allow", "true", "1"})
+T = TypeVar("T")
+
+
+def approves(reply: Any) -> bool:
+    """Whether a human's reply to an approval approves: True, or a yes-like word."""
+    if isinstance(reply, bool):
+        return reply
+    return isinstance(reply, str) and reply.strip().lower().rstrip(".!") in YES
+
+
+async def gather_or_cancel(jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """Await the jobs concurrently; if one raises (or the run pauses), cancel the rest
+    and wait for them, so no task outlives the call."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def run_agent(run: Run, agent: Agent) -> Visit:
     """One visit of ``agent`` as a node: its tool loop on the run's conversation,
     with its hand-offs offered as transfer tools and the after_completion hooks."""
     exits = run.plan.exits.get(agent.name, NO_EXITS)
-    return await _Loop(run, agent, run.messages, exits, agent.name, hooks=True).loop()
+    return await _Loop(run, agent, run.messages, exits, agent.name, as_node=True).loop()
 
 
 async def agent_turn(run: Run, agent: Agent, messages: list[Message], node: str) -> str | None:
     """The agent's tool loop on ``messages`` (a nested chat's), with no hand-offs and
     no hooks; usage counts for ``node``. Returns the agent's last text."""
-    visit = await _Loop(run, agent, messages, NO_EXITS, node, hooks=False).loop()
+    visit = await _Loop(run, agent, messages, NO_EXITS, node, as_node=False).loop()
     return visit.output  # type: ignore[no-any-return]
 
 
@@ -51,34 +76,67 @@ class _Loop:
         exits: Exits,
         node: str,
         *,
-        hooks: bool,
+        as_node: bool,
     ) -> None:
         self.run, self.agent, self.messages, self.exits = run, agent, messages, exits
-        self.node, self.hooks = node, hooks
+        self.node, self.as_node = node, as_node
         self.tools, self.schemas = run.plan.toolset(agent, exits)
 
     async def loop(self) -> Visit:
         from flowgraph._run import Visit
 
-        output: str | None = None
-        handoff: Edge | None = None
-        for _ in range(self.agent.max_turns):
-            message = await self._request()
+        at = self.run.at if self.as_node else None
+        turn, output, handoff, pending = 0, None, None, False
+        if at is not None:  # a resumed visit: go on from its last commit
+            turn, output, pending = at.turn, at.output, at.pending
+            handoff = self.exits.transfer(TRANSFER_PREFIX + at.handoff) if at.handoff else None
+        while turn < self.agent.max_turns:
+            # A committed completion whose calls were never answered is answered first.
+            message = self.messages[-1] if pending else await self._request()
+            pending, turn = False, turn + 1
             calls = message.get("tool_calls")
             content = message.get("content")
             if content:
                 output = content
             if calls:
+                await self._commit(turn - 1, output, None, pending=True)
                 handoff = await self._answer(calls)
             elif not content:
                 self.messages.append({"role": "system", "content": self._nudge()})
-            if self.hooks:
+            if self.as_node:
                 await self.run.after_completion(self.agent, message)
-            if handoff is not None or (content and not calls):
+            done = handoff is not None or bool(content and not calls)
+            if calls:
+                await self._commit(turn, output, handoff, done=done)
+            if done:
                 break
         else:
             self.run.note(f"agent {self.agent.name!r} reached max_turns={self.agent.max_turns}")
         return Visit(output=output, handoff=handoff)
+
+    async def _commit(
+        self,
+        turn: int,
+        output: str | None,
+        handoff: Edge | None,
+        *,
+        pending: bool = False,
+        done: bool = False,
+    ) -> None:
+        """Commit the visit so far. Before tool calls run the commit is durable, so a
+        resumed run answers the same calls, with the same idempotency keys."""
+        if not self.as_node:
+            return  # a nested chat's turn: the node is re-run as a whole
+        position = Position(
+            node=self.node,
+            phase="exit" if done else "visit",
+            step=self.run.step,
+            turn=turn,
+            pending=pending,
+            handoff=handoff.target if handoff is not None else None,
+            output=output,
+        )
+        await self.run.checkpoint(position, durable=pending)
 
     def _nudge(self) -> str:
         ways = ["answer the conversation"]
@@ -134,7 +192,7 @@ class _Loop:
             index, job = pending.popitem()
             texts[index] = await job
         elif pending:
-            done = await asyncio.gather(*pending.values())
+            done = await gather_or_cancel(pending.values())
             for index, result in zip(pending, done, strict=True):
                 texts[index] = result
         for call, text in zip(calls, texts, strict=True):
@@ -148,14 +206,17 @@ class _Loop:
         if observed:
             start = ToolEvent(run.run_id, run.step, self.node, tool.name, call["id"], arguments)
             await run.hooks.emit("tool_start", start)
+        token = CURRENT_CALL.set(CallKey(run.call_key(call["id"]), can_pause=self.as_node))
         failed = True
         try:
-            text = await tool.call(arguments, run.ctx)
+            text = await self._run_tool(tool, arguments)
             failed = False
         except ToolArgumentsError as exc:
             text = f"Error: {exc}. Call the tool again with arguments that fit its schema."
         except Exception as exc:
             text = f"Error: tool {tool.name!r} raised {type(exc).__name__}: {exc}"
+        finally:
+            CURRENT_CALL.reset(token)
         if observed:
             end = ToolEvent(
                 run.run_id,
@@ -169,6 +230,16 @@ class _Loop:
             )
             await run.hooks.emit("tool_end", end)
         return text
+
+    async def _run_tool(self, tool: Tool, arguments: str) -> str:
+        """Validate the arguments, ask a human first if the tool says so, then run it."""
+        kwargs = tool.validate(arguments)
+        if tool.requires_approval:
+            shown = json.dumps(kwargs, default=str, ensure_ascii=False)
+            reply = self.run.interrupt(f"Approve the call {tool.name}({shown})?", "approval")
+            if not approves(reply):
+                return f"Error: a human did not approve this call of {tool.name} ({reply!r})."
+        return await tool.invoke(kwargs, self.run.ctx)
 
     def _unknown(self, name: str) -> str:
         transfers = ", ".join(edge.transfer_name for edge in self.exits.llm) or "none"

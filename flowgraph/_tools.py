@@ -39,7 +39,10 @@ class Tool:
     """A Python function offered to an agent's model as a callable tool.
 
     Plain functions passed to ``Agent(tools=[...])`` become tools by themselves;
-    build a ``Tool`` to override the name or the description.
+    build a ``Tool`` to override the name or the description, or to have a human
+    approve each call before it runs (``requires_approval=True``: the run pauses
+    with status ``"waiting"``; ``flow.resume(run_id, reply="yes")`` runs the call,
+    any other reply answers the model that it was not approved).
 
     Example:
         >>> def lookup_order(order_id: str) -> dict:
@@ -50,10 +53,16 @@ class Tool:
     """
 
     def __init__(
-        self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        requires_approval: bool = False,
     ) -> None:
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", ""))
+        self.requires_approval = requires_approval
         self._description = description
         self._spec: _Spec | None = None
 
@@ -87,17 +96,27 @@ class Tool:
             ToolArgumentsError: the arguments are not valid JSON or do not fit the
                 schema; the message is meant for the model.
         """
+        return await self.invoke(self.validate(arguments), ctx)
+
+    def validate(self, arguments: str) -> dict[str, Any]:
+        """The model's JSON ``arguments`` checked against the schema, as keyword
+        arguments; raises ``ToolArgumentsError`` (meant for the model) if they do not fit."""
         spec = self.spec
         try:
             validated = spec.model.model_validate_json(arguments.strip() or "{}")
         except pydantic.ValidationError as exc:
             raise ToolArgumentsError(_describe(exc, self.name)) from exc
-        kwargs = {name: getattr(validated, name) for name in spec.model.model_fields}
+        return {name: getattr(validated, name) for name in spec.model.model_fields}
+
+    async def invoke(self, kwargs: dict[str, Any], ctx: AnyContext) -> str:
+        """Run the function on validated arguments (and the run context, if it asks)."""
+        spec = self.spec
         if spec.context_param is not None:
-            kwargs[spec.context_param] = ctx
+            kwargs = {**kwargs, spec.context_param: ctx}
         if spec.is_async:
             result = await self.fn(**kwargs)
         else:
+            # to_thread copies the context variables: the call's idempotency key follows.
             result = await asyncio.to_thread(functools.partial(self.fn, **kwargs))
         return as_text(result)
 

@@ -1,0 +1,348 @@
+"""Checkpoints: what a run commits after each step, and the stores that keep it.
+
+A run commits at every safe point: after each step (once the next edge is chosen),
+before an agent's tool calls run (so a resumed run answers the same calls, with the
+same idempotency keys), after they are answered, and when it pauses, fails or ends.
+A commit holds only what changed since the last one: the new messages, the new
+path, trace, chat and note entries, the context if it changed, and the small state
+(position, usage, status). Storage grows linearly with the run.
+
+A store is anything with the ``Checkpointer`` methods; ``MemoryCheckpointer`` keeps
+commits in this process, ``SQLiteCheckpointer`` (``_sqlite.py``) in a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from flowgraph._context import Usage
+from flowgraph._errors import UsageError
+from flowgraph._messages import Message
+
+Phase = Literal["next", "visit", "exit"]
+StoredStatus = Literal["running", "waiting", "completed", "failed"]
+
+
+class Position(BaseModel):
+    """Where a run (or a sub-flow running inside it) stands at a commit.
+
+    ``phase`` is ``"next"`` when the edge to ``node`` was chosen and its visit has not
+    begun, ``"visit"`` while ``node`` is being visited, and ``"exit"`` when the visit
+    ended and the node's exit hooks and edges come next.
+    """
+
+    node: str
+    phase: Phase
+    step: int
+    turn: int = 0
+    """An agent's completions so far in this visit."""
+    pending: bool = False
+    """An agent's last completion has tool calls not yet answered."""
+    handoff: str | None = None
+    """The target of the transfer an agent chose in this visit."""
+    output: Any = None
+    usage: Usage | None = None
+    """A sub-flow's usage so far (it joins the parent's when the sub-flow ends)."""
+
+
+class Waiting(BaseModel):
+    """What a paused run waits for: a reply to ``prompt``, asked at ``node``."""
+
+    key: str
+    node: str
+    prompt: str
+    kind: Literal["human", "interrupt", "approval"] = "human"
+
+
+@dataclass
+class Commit:
+    """One commit of a run, everything in it ready for JSON.
+
+    Lists are appended to what earlier commits hold: ``messages`` start at index
+    ``messages_from`` of the conversation. ``context`` is None when unchanged.
+    """
+
+    run_id: str
+    flow: str
+    seq: int
+    status: StoredStatus
+    reason: str
+    step: int
+    positions: list[Position]
+    messages_from: int
+    messages: list[Message]
+    usage: Usage
+    usage_by_node: dict[str, Usage]
+    context: str | None = None
+    context_type: str | None = None
+    path: list[str] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    chats: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    output: Any = None
+    replies: dict[str, Any] = field(default_factory=dict)
+    waiting: Waiting | None = None
+    parent: str | None = None
+    started: float = 0.0
+    """When the run began (seconds since the epoch)."""
+    created: float = field(default_factory=time.time)
+    """When this commit was made."""
+
+    @property
+    def conversation_length(self) -> int:
+        return self.messages_from + len(self.messages)
+
+    def state(self) -> dict[str, Any]:
+        """The small, replaced-each-time part of the commit, as JSON-ready data."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "positions": [position.model_dump(mode="json") for position in self.positions],
+            "usage": self.usage.model_dump(),
+            "usage_by_node": {name: u.model_dump() for name, u in self.usage_by_node.items()},
+            "context_type": self.context_type,
+            "output": self.output,
+            "replies": self.replies,
+            "waiting": self.waiting.model_dump() if self.waiting else None,
+            "parent": self.parent,
+            "started": self.started,
+        }
+
+    def logs(self) -> dict[str, list[Any]]:
+        """The appended entries (path, trace, chats, notes) that are not empty."""
+        entries: dict[str, list[Any]] = {
+            "path": self.path,
+            "trace": self.trace,
+            "chats": self.chats,
+            "notes": self.notes,
+        }
+        return {name: items for name, items in entries.items() if items}
+
+
+def commit_from_rows(
+    run_id: str,
+    flow: str,
+    seq: int,
+    step: int,
+    state: dict[str, Any],
+    messages_from: int,
+    messages: list[Message],
+    context: str | None,
+    logs: dict[str, list[Any]],
+    created: float,
+) -> Commit:
+    """A ``Commit`` rebuilt from what a store kept (``state()`` and ``logs()``)."""
+    waiting = state.get("waiting")
+    return Commit(
+        run_id=run_id,
+        flow=flow,
+        seq=seq,
+        status=state["status"],
+        reason=state["reason"],
+        step=step,
+        positions=[Position.model_validate(item) for item in state["positions"]],
+        messages_from=messages_from,
+        messages=messages,
+        usage=Usage.model_validate(state["usage"]),
+        usage_by_node={k: Usage.model_validate(v) for k, v in state["usage_by_node"].items()},
+        context=context,
+        context_type=state.get("context_type"),
+        output=state.get("output"),
+        replies=state.get("replies") or {},
+        waiting=Waiting.model_validate(waiting) if waiting else None,
+        parent=state.get("parent"),
+        started=state.get("started") or created,
+        created=created,
+        path=list(logs.get("path", ())),
+        trace=list(logs.get("trace", ())),
+        chats=list(logs.get("chats", ())),
+        notes=list(logs.get("notes", ())),
+    )
+
+
+def fold(commits: Sequence[Commit]) -> Commit:
+    """The whole run as one commit: the last state, every log, the full conversation."""
+    last = commits[-1]
+    messages: list[Message] = []
+    snapshot = replace(last, messages_from=0, messages=messages, path=[], trace=[], chats=[])
+    snapshot.notes = []
+    for commit in commits:
+        del messages[commit.messages_from :]
+        messages.extend(commit.messages)
+        snapshot.path.extend(commit.path)
+        snapshot.trace.extend(commit.trace)
+        snapshot.chats.extend(commit.chats)
+        snapshot.notes.extend(commit.notes)
+        if commit.context is not None:
+            snapshot.context = commit.context
+            snapshot.context_type = commit.context_type
+    return snapshot
+
+
+class RunInfo(BaseModel):
+    """One stored run, as ``flow.runs(store)`` lists it.
+
+    Attributes:
+        run_id: the run's id.
+        flow: the name of its flow.
+        status: ``"running"`` (in flight, or its process died: resume it),
+            ``"waiting"``, ``"completed"`` or ``"failed"``.
+        step: node visits made.
+        node: the node it is at (or ended at).
+        path: the names of the nodes visited, in order.
+        usage: requests and tokens so far.
+        reason: why it ended or what it waits for.
+        created, updated: seconds since the epoch.
+        parent: the run it was forked from, if any.
+    """
+
+    run_id: str
+    flow: str
+    status: str
+    step: int
+    node: str | None = None
+    path: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    reason: str = ""
+    created: float = 0.0
+    updated: float = 0.0
+    parent: str | None = None
+
+    @property
+    def age(self) -> float:
+        """Seconds since the run was last committed."""
+        return max(0.0, time.time() - self.updated)
+
+
+def run_info(snapshot: Commit) -> RunInfo:
+    """The listing entry of a folded run."""
+    return RunInfo(
+        run_id=snapshot.run_id,
+        flow=snapshot.flow,
+        status=snapshot.status,
+        step=snapshot.step,
+        node=snapshot.positions[0].node if snapshot.positions else None,
+        path=snapshot.path,
+        usage=snapshot.usage,
+        reason=snapshot.reason,
+        created=snapshot.started,
+        updated=snapshot.created,
+        parent=snapshot.parent,
+    )
+
+
+@runtime_checkable
+class Checkpointer(Protocol):
+    """Where runs are committed. Implement it to keep runs anywhere else.
+
+    ``commit`` must keep each run's commits in the order given and may write them
+    later; ``flush`` returns once every commit made before it is durable.
+
+    Example:
+        >>> store = MemoryCheckpointer()
+        >>> result = flow.run("Hi", store=store)  # doctest: +SKIP
+        >>> flow.runs(store)[0].status  # doctest: +SKIP
+        'completed'
+    """
+
+    def commit(self, commit: Commit) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def load(self, run_id: str, *, step: int | None = None) -> Commit | None:
+        """The run folded into one commit (up to ``step``, if given), or None."""
+        ...
+
+    async def list_runs(self, flow: str | None = None, limit: int = 100) -> list[RunInfo]:
+        """The newest runs first."""
+        ...
+
+
+class MemoryCheckpointer:
+    """Keeps commits in this process: for tests, and for runs given no store.
+
+    Example:
+        >>> store = MemoryCheckpointer()
+        >>> store.run_ids()
+        []
+    """
+
+    def __init__(self) -> None:
+        self._commits: dict[str, list[Commit]] = {}
+        self._updated: dict[str, float] = {}
+
+    def commit(self, commit: Commit) -> None:
+        self._commits.setdefault(commit.run_id, []).append(commit)
+        self._updated[commit.run_id] = commit.created
+
+    async def flush(self) -> None:
+        return None
+
+    async def load(self, run_id: str, *, step: int | None = None) -> Commit | None:
+        commits = upto(self._commits.get(run_id, []), step)
+        return fold(commits) if commits else None
+
+    async def list_runs(self, flow: str | None = None, limit: int = 100) -> list[RunInfo]:
+        newest = sorted(self._commits, key=lambda run_id: -self._updated[run_id])
+        snapshots = (fold(self._commits[run_id]) for run_id in newest)
+        return [run_info(s) for s in snapshots if flow is None or s.flow == flow][:limit]
+
+    def run_ids(self) -> list[str]:
+        return list(self._commits)
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run's commits (the default store does so once a run completes)."""
+        self._commits.pop(run_id, None)
+        self._updated.pop(run_id, None)
+
+
+def upto(commits: Sequence[Commit], step: int | None) -> list[Commit]:
+    """The commits that end at step boundaries up to ``step`` (all of them for None).
+
+    Forking "at step N" starts after step N's visit and its edge decision: the last
+    commit at that step whose position is ``next``.
+    """
+    if step is None:
+        return list(commits)
+    for index in range(len(commits) - 1, -1, -1):
+        commit = commits[index]
+        if commit.step == step and commit.positions and commit.positions[0].phase == "next":
+            return list(commits[: index + 1])
+    return []
+
+
+Store = str | os.PathLike[str] | Checkpointer
+
+# Runs given no store pause here, so flow.resume(run_id, reply=...) works in-process.
+DEFAULT_STORE = MemoryCheckpointer()
+_sqlite_stores: dict[str, Checkpointer] = {}
+
+
+def open_store(store: Store | None) -> Checkpointer | None:
+    """The checkpointer for ``store``: a path opens (once per process) a SQLite file."""
+    if store is None or isinstance(store, Checkpointer):
+        return store
+    if isinstance(store, (str, os.PathLike)):
+        path = os.path.realpath(os.fspath(store))
+        found = _sqlite_stores.get(path)
+        if found is None:
+            from flowgraph._sqlite import SQLiteCheckpointer
+
+            found = _sqlite_stores[path] = SQLiteCheckpointer(path)
+        return found
+    raise UsageError(
+        f"store={store!r} is not a store: pass a SQLite file path (e.g. 'runs.db') or a "
+        "Checkpointer such as fg.MemoryCheckpointer()"
+    )
+
+
+async def close_stores() -> None:
+    """Flush every SQLite store this process opened (at exit, and in tests)."""
+    await asyncio.gather(*(store.flush() for store in _sqlite_stores.values()))

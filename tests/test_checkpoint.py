@@ -1,0 +1,318 @@
+"""Checkpoints: commits after every step, resume, fork, listing, and what a store keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import flowgraph as fg
+from flowgraph.testing import ChatRequest, error, tool_call
+
+from .conftest import Serve
+
+
+def lookup_order(order_id: str) -> dict[str, str]:
+    """Look up an order by its id."""
+    return {"id": order_id, "status": "delivered"}
+
+
+def issue_refund(order_id: str, ctx: fg.RunContext) -> str:
+    """Refund an order."""
+    ctx.context["refunded"] = order_id
+    return f"refunded {order_id}"
+
+
+def by_answers(request: ChatRequest) -> Any:
+    """The support conversation, by how many tool results the request holds."""
+    answered = sum(1 for message in request.messages if message["role"] == "tool")
+    script: list[Any] = [
+        tool_call("lookup_order", {"order_id": "A-1"}),
+        tool_call("transfer_to_refund"),
+        tool_call("issue_refund", {"order_id": "A-1"}),
+        "Your refund for A-1 is on its way.",
+    ]
+    return script[answered]
+
+
+def support(model: fg.Model) -> fg.Flow:
+    triage = fg.Agent("triage", "Route the customer.", tools=[lookup_order])
+    refund = fg.Agent("refund", "Refund desk.", tools=[issue_refund])
+    receipt = fg.ToolStep("receipt", lambda ctx: f"receipt for {ctx.context['refunded']}")
+    flow = fg.Flow("support", model=model)
+    flow.edge(fg.START, triage)
+    flow.edge(triage, refund, when="The customer wants money back.")
+    flow.edge(triage, fg.END)
+    flow.edge(refund, receipt)
+    flow.edge(receipt, fg.END)
+    return flow
+
+
+def test_a_stored_run_reads_back_as_it_ended(serve: Serve, tmp_path: Path) -> None:
+    _, model = serve(by_answers)
+    store = tmp_path / "runs.db"
+    result = support(model).run("Refund A-1", context={"vip": True}, store=store)
+
+    assert result.status == "completed"
+    snapshot = asyncio.run(fg.SQLiteCheckpointer(store).load(result.run_id))
+    assert snapshot is not None
+    assert snapshot.messages == result.messages
+    assert snapshot.path == result.path == ["triage", "refund", "receipt"]
+    assert json.loads(snapshot.context or "{}") == {"vip": True, "refunded": "A-1"}
+    assert snapshot.usage == result.usage
+    assert [record["node"] for record in snapshot.trace] == result.path
+    assert snapshot.status == "completed"
+    assert snapshot.reason == "reached END"
+
+
+def test_runs_lists_status_path_and_usage(serve: Serve, tmp_path: Path) -> None:
+    _, model = serve(by_answers)
+    store = tmp_path / "runs.db"
+    flow = support(model)
+    first = flow.run("Refund A-1", store=store)
+    second = flow.run("Refund A-1", store=store)
+
+    infos = flow.runs(store)
+
+    assert [info.run_id for info in infos] == [second.run_id, first.run_id]
+    assert infos[0].status == "completed"
+    assert infos[0].path == ["triage", "refund", "receipt"]
+    assert infos[0].usage == second.usage
+    assert infos[0].node == "END"
+    assert 0 <= infos[0].age < 60
+    assert fg.Flow("other").runs(store) == []
+
+
+def test_each_commit_holds_only_what_the_step_changed(tmp_path: Path) -> None:
+    """200 steps of a growing conversation: the commits do not grow with it."""
+
+    def say(ctx: fg.RunContext) -> str:
+        ctx.context["n"] += 1
+        return "x" * 200
+
+    step = fg.ToolStep("say", say)
+    flow = fg.Flow("chain", max_steps=500)
+    flow.edge(fg.START, step)
+    flow.edge(step, fg.END, when=lambda ctx: ctx.context["n"] >= 200)
+    flow.edge(step, step)
+    store = tmp_path / "runs.db"
+    result = flow.run("go", context={"n": 0}, store=store)
+
+    assert result.steps == 200
+    with sqlite3.connect(store) as db:
+        sizes = [
+            len(state) + len(logs or "") + len(context or "")
+            for state, logs, context in db.execute(
+                "SELECT state, logs, context FROM commits ORDER BY seq"
+            )
+        ]
+        messages = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    assert messages == len(result.messages) == 201  # each message written once
+    early, late = sorted(sizes[5:25]), sorted(sizes[-21:-1])
+    assert late[10] <= early[10] + 16  # a few more digits, no more
+
+
+def test_a_failed_run_is_kept_and_resumes_where_it_stopped(serve: Serve, tmp_path: Path) -> None:
+    answers: list[Any] = [
+        tool_call("lookup_order", {"order_id": "A-1"}),
+        tool_call("transfer_to_refund"),
+        error(500, "the provider fell over"),
+    ]
+    server, model = serve(answers)
+    store = tmp_path / "runs.db"
+    flow = support(model)
+
+    with pytest.raises(fg.ModelError, match="the provider fell over") as caught:
+        flow.run("Refund A-1", store=store)
+    run_id = caught.value.run_id
+    assert run_id is not None
+    [info] = flow.runs(store)
+    # The refund step never committed: the store has the run as it was before it.
+    assert (info.status, info.path, info.node) == ("failed", ["triage"], "refund")
+    assert "the provider fell over" in info.reason
+
+    server.add(tool_call("issue_refund", {"order_id": "A-1"}), "On its way.")
+    result = flow.resume(run_id, store=store)
+
+    assert result.status == "completed"
+    assert result.path == ["triage", "refund", "receipt"]
+    assert result.output == "receipt for A-1"
+    assert len(server.requests) == 5  # the failed request, again; nothing committed twice
+    assert [m["role"] for m in result.messages] == [
+        "user",
+        *["assistant", "tool"] * 3,
+        "assistant",
+        "assistant",
+    ]
+    assert flow.runs(store)[0].status == "completed"
+
+
+class Crash(BaseException):
+    """Stands for the process dying: no handler of flowgraph's runs."""
+
+
+def test_resume_answers_committed_tool_calls_with_the_same_keys(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A tool call committed before it ran is answered on resume, not requested again."""
+    keys: list[str] = []
+    crash = [True]
+
+    def charge(amount: int, ctx: fg.RunContext) -> str:
+        """Charge the customer."""
+        keys.append(ctx.idempotency_key)
+        if crash.pop() if crash else False:
+            raise Crash  # the process "dies" while the tool runs: nothing more is committed
+        return "charged"
+
+    server, model = serve([tool_call("charge", {"amount": 5}), "Charged."])
+    agent = fg.Agent("cashier", tools=[charge])
+    flow = fg.Flow("pay", model=model)
+    flow.edge(fg.START, agent)
+    flow.edge(agent, fg.END)
+    store = tmp_path / "runs.db"
+
+    with pytest.raises(Crash):
+        flow.run("Charge me", run_id="pay-1", store=store)
+    result = flow.resume("pay-1", store=store)
+
+    assert result.status == "completed"
+    assert result.output == "Charged."
+    assert keys == ["pay-1:1:call_1", "pay-1:1:call_1"]
+    assert len(server.requests) == 2
+
+
+def test_fork_goes_on_from_an_earlier_step_with_new_context(serve: Serve, tmp_path: Path) -> None:
+    def greet(ctx: fg.RunContext) -> str:
+        return f"hello {ctx.context['name']}"
+
+    def shout(ctx: fg.RunContext) -> str:
+        return str(ctx.last_text()).upper()
+
+    flow = fg.Flow("greeting")
+    flow.edge(fg.START, fg.ToolStep("greet", greet))
+    flow.edge("greet", fg.ToolStep("shout", shout))
+    flow.edge("shout", fg.END)
+    store = tmp_path / "runs.db"
+    original = flow.run("hi", context={"name": "ada"}, store=store)
+
+    at_start = flow.fork(original.run_id, step=0, store=store, context={"name": "bob"})
+    after_greet = flow.fork(original.run_id, step=1, store=store)
+
+    assert flow.resume(at_start, store=store).output == "HELLO BOB"
+    forked = flow.resume(after_greet, store=store)
+    assert forked.output == "HELLO ADA"
+    assert forked.path == ["greet", "shout"]
+    assert forked.trace[0].step == 1
+    infos = {info.run_id: info for info in flow.runs(store)}
+    assert infos[after_greet].parent == original.run_id
+    with pytest.raises(fg.UsageError, match="has no committed step 7 to fork from"):
+        flow.fork(original.run_id, step=7, store=store)
+
+
+def test_a_pydantic_context_comes_back_as_its_model(serve: Serve, tmp_path: Path) -> None:
+    flow = fg.Flow("ask")
+    flow.edge(fg.START, fg.Human("ask", prompt="Name?"))
+    flow.edge("ask", fg.ToolStep("greet", lambda ctx: f"hi {ctx.context.name}"))
+    flow.edge("greet", fg.END)
+    store = tmp_path / "runs.db"
+
+    paused = flow.run("start", context=Customer(name="ada"), store=store)
+    result = flow.resume(paused.run_id, store=store, reply="ok")
+
+    assert isinstance(result.context, Customer)
+    assert result.output == "hi ada"
+
+
+class Customer(BaseModel):
+    name: str
+    vip: bool = False
+
+
+def test_context_that_is_not_json_fails_naming_the_variable(tmp_path: Path) -> None:
+    flow = fg.Flow("bad")
+    flow.edge(fg.START, fg.ToolStep("noop", lambda: None))
+    flow.edge("noop", fg.END)
+
+    with pytest.raises(
+        fg.RunError, match=r"\('when' holds a value of type object\). Keep JSON values"
+    ):
+        flow.run("x", context={"when": object()}, store=tmp_path / "runs.db")
+
+
+def test_resume_refuses_what_it_cannot_do(serve: Serve, tmp_path: Path) -> None:
+    _, model = serve(by_answers)
+    store = tmp_path / "runs.db"
+    flow = support(model)
+    done = flow.run("Refund A-1", run_id="r1", store=store)
+
+    with pytest.raises(fg.UsageError, match="there is no run 'nope' in the store"):
+        flow.resume("nope", store=store)
+    with pytest.raises(fg.UsageError, match=r"run 'r1' has completed; .* flow.fork"):
+        flow.resume(done.run_id, store=store)
+    with pytest.raises(fg.UsageError, match="run 'r1' belongs to flow 'support', not 'other'"):
+        fg.Flow("other").resume("r1", store=store)
+    with pytest.raises(fg.UsageError, match="run 'r1' is already in the store"):
+        flow.run("again", run_id="r1", store=store)
+    with pytest.raises(fg.UsageError, match="store=42 is not a store"):
+        flow.run("x", store=42)  # type: ignore[arg-type]
+    with pytest.raises(fg.ConfigurationError, match="cannot open the run store"):
+        flow.run("x", store=tmp_path / "missing-dir" / "runs.db")
+
+
+def test_a_memory_store_works_like_a_file(serve: Serve) -> None:
+    _, model = serve(by_answers)
+    store = fg.MemoryCheckpointer()
+    flow = support(model)
+    result = flow.run("Refund A-1", store=store)
+
+    [info] = flow.runs(store)
+    assert (info.run_id, info.status, info.path) == (result.run_id, "completed", result.path)
+    forked = flow.fork(result.run_id, step=2, store=store)
+    assert flow.resume(forked, store=store).output == "receipt for A-1"
+
+
+def test_a_hundred_concurrent_runs_share_one_file(serve: Serve, tmp_path: Path) -> None:
+    _, model = serve(by_answers)
+    store = tmp_path / "runs.db"
+    flow = support(model)
+
+    async def main() -> list[fg.RunResult]:
+        return await asyncio.gather(*(flow.arun("Refund A-1", store=store) for _ in range(100)))
+
+    results = asyncio.run(main())
+
+    assert {result.status for result in results} == {"completed"}
+    infos = flow.runs(store, limit=1000)
+    assert sorted(info.run_id for info in infos) == sorted(result.run_id for result in results)
+    checkpointer = fg.SQLiteCheckpointer(store)
+    for result in results[:10]:
+        snapshot = asyncio.run(checkpointer.load(result.run_id))
+        assert snapshot is not None
+        assert snapshot.messages == result.messages
+
+
+def test_the_api_key_reaches_no_checkpoint_error_or_picture(serve: Serve, tmp_path: Path) -> None:
+    secret = "sk-secret-4d1f9e2b7c"
+    server, _ = serve([tool_call("lookup_order", {"order_id": "A-1"}), error(401, "bad key")])
+    model = fg.OpenAIModel("scripted", base_url=server.url, api_key=secret, max_retries=0)
+    store = tmp_path / "runs.db"
+    flow = support(model)
+
+    with pytest.raises(fg.ModelError) as caught:
+        flow.run("Refund A-1", store=store)
+
+    assert server.requests[0].headers["authorization"] == f"Bearer {secret}"
+    assert caught.value.result is not None
+    texts = [str(caught.value), repr(caught.value), repr(model), flow.to_dot()]
+    texts.append(caught.value.result.model_dump_json())
+    texts.append(str(caught.value.result.render().source))
+    for text in texts:
+        assert secret not in text
+    for file in tmp_path.iterdir():
+        assert secret.encode() not in file.read_bytes()
