@@ -21,6 +21,7 @@ from flowgraph._context import RunContext, Usage
 from flowgraph._edges import Edge
 from flowgraph._errors import (
     ConfigurationError,
+    DeadlineExceeded,
     FlowgraphError,
     FlowValidationError,
     MaxStepsExceeded,
@@ -44,6 +45,7 @@ from flowgraph._models import Completion, Model, OpenAIModel
 from flowgraph._nested import Chat, ChatResult, NestedChat
 from flowgraph._nodes import END, START, Agent, Node, ToolStep
 from flowgraph._result import RunResult, StepRecord
+from flowgraph._retry import Retry
 from flowgraph._sqlite import SQLiteCheckpointer
 from flowgraph._subflow import SubFlow
 from flowgraph._tools import Tool
@@ -59,6 +61,7 @@ __all__ = [
     "Checkpointer",
     "Completion",
     "ConfigurationError",
+    "DeadlineExceeded",
     "Edge",
     "ErrorEvent",
     "Flow",
@@ -77,6 +80,7 @@ __all__ = [
     "Node",
     "NodeEvent",
     "OpenAIModel",
+    "Retry",
     "RunContext",
     "RunError",
     "RunInfo",

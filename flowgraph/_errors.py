@@ -11,6 +11,7 @@ loops) and from misuse of the API::
     ├── StoreError              a run store could not be written or read
     └── RunError                a run failed; carries the state so far in ``.result``
         ├── MaxStepsExceeded    the run took more node visits than ``max_steps``
+        ├── DeadlineExceeded    the run's deadline passed
         └── ModelError          the model server failed, after the client's retries
 
 Run-time errors carry the run id, the step and the node, and chain their cause.
@@ -81,6 +82,10 @@ class RunError(FlowgraphError):
 
 class MaxStepsExceeded(RunError):
     """The run visited more nodes than its ``max_steps`` allows: probably a loop."""
+
+
+class DeadlineExceeded(RunError):
+    """The run's ``deadline`` passed; its committed state can be resumed."""
 
 
 class ModelError(RunError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -18,6 +19,7 @@ from flowgraph._models import Model
 from flowgraph._nodes import END, START, Node
 from flowgraph._plan import Plan
 from flowgraph._result import RunResult
+from flowgraph._retry import Retry
 from flowgraph._run import Run
 from flowgraph._scheduler import execute
 from flowgraph._subflow import SubFlow
@@ -46,6 +48,11 @@ class Flow:
         model: the model of every agent and router that names none; by default
             OpenAI when ``OPENAI_API_KEY`` is set, else the bundled local model.
         max_steps: the most node visits one run may make (a guard against loops).
+        retry: how model requests are retried (``fg.Retry``; by default the model's
+            policy: 3 attempts on 429, 5xx, timeouts and dropped connections).
+        request_timeout: seconds one model request may take.
+        deadline: seconds one run (or one resume of it) may take in all; past it the
+            run fails with ``DeadlineExceeded``, its committed state kept.
 
     Example:
         >>> import flowgraph as fg
@@ -60,11 +67,21 @@ class Flow:
     """
 
     def __init__(
-        self, name: str, *, model: Model | None = None, max_steps: int = DEFAULT_MAX_STEPS
+        self,
+        name: str,
+        *,
+        model: Model | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        retry: Retry | None = None,
+        request_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self.max_steps = max_steps
+        self.retry = retry
+        self.request_timeout = request_timeout
+        self.deadline = deadline
         self.hooks = HookSet()
         self._nodes: dict[str, Node] = {}
         self._edges: list[Edge] = []
@@ -185,6 +202,7 @@ class Flow:
         hooks: Hooks | Sequence[Hooks] = (),
         live: Live = False,
         store: Store | None = None,
+        deadline: float | None = None,
     ) -> RunResult:
         """Run the flow on ``input`` (a user message, or a list of messages).
 
@@ -199,6 +217,7 @@ class Flow:
                 elsewhere a line per step on stderr; or a function given each SVG.
             store: commit the run after every step, to resume it after a crash or a
                 pause: a SQLite file path (``"runs.db"``) or a ``Checkpointer``.
+            deadline: seconds the run may take (by default the flow's ``deadline``).
 
         Returns:
             The result; its ``status`` is ``"completed"``, or ``"waiting"`` when the
@@ -224,7 +243,7 @@ class Flow:
                     "flow.resume(run_id, ...), or start a new run with another run_id"
                 )
             run.journal = Journal(checkpointer)
-        return await self._drive(run, hooks, live)
+        return await self._drive(run, hooks, live, deadline)
 
     async def aresume(
         self,
@@ -235,6 +254,7 @@ class Flow:
         max_steps: int | None = None,
         hooks: Hooks | Sequence[Hooks] = (),
         live: Live = False,
+        deadline: float | None = None,
     ) -> RunResult:
         """Go on with a stored run from its last commit: after a crash, a failure,
         or a pause (then with the human's ``reply``). Arguments as for ``resume``."""
@@ -250,9 +270,14 @@ class Flow:
             DEFAULT_STORE.forget(run_id)  # it lives on in this run; a new pause keeps it again
         else:
             run.journal = Journal.following(checkpointer, snapshot)
-        return await self._drive(run, hooks, live)
+        return await self._drive(run, hooks, live, deadline)
 
-    async def _drive(self, run: Run, hooks: Hooks | Sequence[Hooks], live: Live) -> RunResult:
+    async def _drive(
+        self, run: Run, hooks: Hooks | Sequence[Hooks], live: Live, deadline: float | None
+    ) -> RunResult:
+        seconds = deadline if deadline is not None else self.deadline
+        if seconds is not None:
+            run.deadline = time.monotonic() + seconds
         extra = [hooks] if isinstance(hooks, Hooks) else list(hooks)
         view = None
         if live:
@@ -282,6 +307,7 @@ class Flow:
         hooks: Hooks | Sequence[Hooks] = (),
         live: Live = False,
         store: Store | None = None,
+        deadline: float | None = None,
     ) -> RunResult:
         """Run the flow and wait for it: from a script, or inside Jupyter's running
         loop. Ctrl-C cancels the run cleanly. Arguments as for ``arun``."""
@@ -294,6 +320,7 @@ class Flow:
                 hooks=hooks,
                 live=live,
                 store=store,
+                deadline=deadline,
             )
         )
 
@@ -306,6 +333,7 @@ class Flow:
         max_steps: int | None = None,
         hooks: Hooks | Sequence[Hooks] = (),
         live: Live = False,
+        deadline: float | None = None,
     ) -> RunResult:
         """Go on with a stored run from its last committed step, in this process or
         another: after a crash, after a failure, or after a pause for a human.
@@ -316,8 +344,8 @@ class Flow:
                 ``run``); a run given no store can be resumed in the same process
                 while it waits.
             reply: the human's answer, for a run with status ``"waiting"``.
-            max_steps, hooks, live: as for ``run``; ``max_steps`` counts the steps
-                already made.
+            max_steps, hooks, live, deadline: as for ``run``; ``max_steps`` counts
+                the steps already made, ``deadline`` only this resume's time.
 
         A step that had begun but was not committed runs again (at least once).
         An agent's tool calls are committed before they run, so a resumed run
@@ -332,7 +360,13 @@ class Flow:
         """
         return run_sync(
             self.aresume(
-                run_id, store=store, reply=reply, max_steps=max_steps, hooks=hooks, live=live
+                run_id,
+                store=store,
+                reply=reply,
+                max_steps=max_steps,
+                hooks=hooks,
+                live=live,
+                deadline=deadline,
             )
         )
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from flowgraph._context import Usage
 from flowgraph._errors import ConfigurationError
 from flowgraph._messages import Message
+from flowgraph._retry import Retry
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -54,9 +55,12 @@ class OpenAIModel:
 
     OpenAI itself, Azure, vLLM, Ollama, llama.cpp: set ``base_url`` (and ``api_key``)
     for the others. ``settings`` (``temperature=0``, ``seed=1``, ...) are sent with
-    every request. ``max_retries`` and ``timeout`` configure the client (the openai
-    client's defaults: 2 retries, 600 s). Pass ``client`` to reuse an
-    ``openai.AsyncOpenAI`` you configured.
+    every request. ``timeout`` configures the client (the openai default: 600 s).
+    flowgraph retries failed requests itself (429 after its Retry-After, 5xx,
+    timeouts, dropped connections), so the client's own retries are turned off:
+    ``max_retries`` sets this model's default policy, ``fg.Retry(attempts=max_retries
+    + 1)``, which a flow's or an agent's ``retry=`` overrides. Pass ``client`` to
+    reuse an ``openai.AsyncOpenAI`` you configured (a copy without retries is used).
 
     Example:
         >>> model = OpenAIModel("gpt-4.1-mini", temperature=0)
@@ -78,13 +82,12 @@ class OpenAIModel:
         self.name = model
         self.base_url = base_url
         self.settings = settings
-        self._client_options: dict[str, Any] = {
-            key: value
-            for key, value in (("max_retries", max_retries), ("timeout", timeout))
-            if value is not None
-        }
+        self.retry = Retry(attempts=max_retries + 1) if max_retries is not None else None
+        self._client_options: dict[str, Any] = {"max_retries": 0}
+        if timeout is not None:
+            self._client_options["timeout"] = timeout
         self._api_key = api_key
-        self._client = client
+        self._client = client.with_options(max_retries=0) if client is not None else None
         # httpx connections belong to the event loop that opened them: one client per loop.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
             weakref.WeakKeyDictionary()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowgraph._callables import MaybeAwaitable, call_user, check_arity
 from flowgraph._context import AnyContext
-from flowgraph._errors import FlowValidationError
+from flowgraph._errors import FlowValidationError, RunError
 from flowgraph._messages import as_text
 from flowgraph._models import Model
+from flowgraph._retry import NO_RETRY, DeadlinePassed, Retry, retrying
 from flowgraph._tools import Tool, as_tool
 
 if TYPE_CHECKING:
@@ -73,6 +75,9 @@ class Agent(Node):
         model: this agent's model; by default the flow's.
         max_turns: the most completions one visit may request.
         after_completion: hooks run after each of this agent's completions.
+        retry: how this agent's requests are retried (``fg.Retry``); by default
+            the flow's, else the model's (3 attempts).
+        request_timeout: seconds each request may take; by default the flow's.
 
     Example:
         >>> def lookup_order(order_id: str) -> dict:
@@ -92,8 +97,12 @@ class Agent(Node):
         model: Model | None = None,
         max_turns: int = 10,
         after_completion: Sequence[AfterCompletion] = (),
+        retry: Retry | None = None,
+        request_timeout: float | None = None,
     ) -> None:
         super().__init__(name, model=model)
+        self.retry = retry
+        self.request_timeout = request_timeout
         if max_turns < 1:
             raise FlowValidationError(f"agent {name!r}: max_turns must be at least 1")
         if callable(instructions):
@@ -129,6 +138,10 @@ class ToolStep(Node):
             worker thread.
         model: the model that decides this node's LLM-evaluated edges (one router
             request); by default the flow's.
+        retry: tries ``fn`` again when it raises one of ``retry.on``; after the last
+            try the run fails (and can be resumed).
+        timeout: seconds each try may take (a sync function cannot be stopped: its
+            thread runs on, but the run goes on without it).
 
     Example:
         >>> def send_email(ctx):
@@ -139,20 +152,49 @@ class ToolStep(Node):
     kind: ClassVar[str] = "tool"
 
     def __init__(
-        self, name: str, fn: Callable[..., MaybeAwaitable[Any]], *, model: Model | None = None
+        self,
+        name: str,
+        fn: Callable[..., MaybeAwaitable[Any]],
+        *,
+        model: Model | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> None:
         super().__init__(name, model=model)
         self.takes_context = check_arity(fn, (0, 1), f"the function of tool step {name!r}") == 1
         self.fn = fn
+        self.retry = retry
+        self.timeout = timeout
 
     async def visit(self, run: Run) -> Visit:
         from flowgraph._run import Visit
 
         args = (run.ctx,) if self.takes_context else ()
-        value: Any = await call_user(self.fn, *args)
+        value: Any = await self._call(run, args)
         if value is not None:
             run.append({"role": "assistant", "name": self.name, "content": as_text(value)})
         return Visit(output=value)
+
+    async def _call(self, run: Run, args: tuple[Any, ...]) -> Any:
+        if self.retry is None and self.timeout is None and run.deadline is None:
+            return await call_user(self.fn, *args)
+        policy = self.retry or NO_RETRY
+        try:
+            return await retrying(
+                lambda: call_user(self.fn, *args),
+                policy,
+                lambda exc: isinstance(exc, policy.on),
+                timeout=self.timeout,
+                deadline=run.deadline,
+            )
+        except DeadlinePassed as exc:
+            raise run.deadline_passed(self.name) from exc.__cause__
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise RunError(
+                f"tool step {self.name!r} did not finish within {self.timeout:g} s "
+                f"({policy.attempts} attempt{'s' * (policy.attempts > 1)})",
+                node=self.name,
+            ) from exc
 
 
 def _check_name(name: object, what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -10,11 +11,12 @@ from flowgraph._callables import call_user
 from flowgraph._checkpoint import DEFAULT_STORE, Position, Waiting
 from flowgraph._context import RunContext, Usage
 from flowgraph._edges import Edge
-from flowgraph._errors import ModelError, RunError, UsageError
+from flowgraph._errors import DeadlineExceeded, ModelError, RunError, UsageError
 from flowgraph._hooks import HookContext, HookSet
 from flowgraph._messages import HistoryError, Message, check_history
 from flowgraph._models import Completion, Model
 from flowgraph._result import RunResult, Status, StepRecord
+from flowgraph._retry import DEFAULT_REQUEST_RETRY, DeadlinePassed, Retry, retrying, transient
 
 if TYPE_CHECKING:
     from flowgraph._journal import Journal
@@ -78,6 +80,7 @@ class Run:
         self.resume: list[Position] = []  # where a resumed run (and its sub-flows) stood
         self.at: Position | None = None  # the resumed visit's position, for the node to take
         self.replies: dict[str, Any] = {}
+        self.deadline: float | None = parent.deadline if parent is not None else None
         self.inherited_model = inherited_model  # a sub-flow's: its parent flow's model
         self.hooks = hooks or plan.hooks
         self.run_id = run_id
@@ -94,6 +97,17 @@ class Run:
         self.ctx: RunContext[Any] = RunContext(
             context, messages, run_id, usage=self.usage, path=self.path, _run=self
         )
+
+    def deadline_passed(self, node: str) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"the run passed its deadline at node {node!r}; what it committed is kept: "
+            "resume it (with a new deadline) to go on",
+            node=node,
+        )
+
+    def check_deadline(self, node: str) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise self.deadline_passed(node)
 
     # -- checkpoints and pauses -------------------------------------------------------
 
@@ -187,9 +201,12 @@ class Run:
         model: Model | None = None,
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> Completion:
         """Send one request for ``node`` (with ``model``, by default the node's) after
-        checking the history; count its usage for the node and the run."""
+        checking the history, retrying as ``retry`` (else the flow's, else the
+        model's policy) allows; count its usage for the node and the run."""
         try:
             check_history(messages)
         except HistoryError as exc:
@@ -197,12 +214,22 @@ class Run:
                 f"node {node!r} would send a broken conversation: {exc}", node=node
             ) from exc
         model = model or self.model_of(self.plan.nodes.get(node))
+        flow = self.plan.flow
+        policy = retry or flow.retry or getattr(model, "retry", None) or DEFAULT_REQUEST_RETRY
         try:
-            completion = await model.complete(
-                messages, tools=tools or None, response_format=response_format
+            completion = await retrying(
+                lambda: model.complete(
+                    messages, tools=tools or None, response_format=response_format
+                ),
+                policy,
+                transient,
+                timeout=timeout or flow.request_timeout,
+                deadline=self.deadline,
             )
         except RunError:
             raise
+        except DeadlinePassed as exc:
+            raise self.deadline_passed(node) from exc.__cause__
         except Exception as exc:
             raise ModelError(
                 f"the model request of node {node!r} failed "

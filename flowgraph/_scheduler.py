@@ -79,6 +79,7 @@ async def _resume(run: Run, at: Position) -> tuple[Node, Visit]:
 
 
 async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
+    run.check_deadline(node.name)
     if not resumed:
         run.step += 1
         if run.step > run.max_steps:

@@ -19,6 +19,7 @@ from flowgraph._edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
 from flowgraph._errors import RunError
 from flowgraph._hooks import ToolEvent
 from flowgraph._messages import Message
+from flowgraph._retry import NO_RETRY, retrying
 from flowgraph._run import CURRENT_CALL, CallKey
 from flowgraph._tools import Tool, ToolArgumentsError
 
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 EMPTY_REPLY = "Your last reply was empty. {}"
 YES = frozenset({"y", "yes", "ok", "okay", "approve", "approved", "allow", "true", "1"})
 T = TypeVar("T")
+
+
+class ToolTimeout(Exception):
+    """A tool call took longer than its ``timeout``."""
 
 
 def approves(reply: Any) -> bool:
@@ -161,7 +166,12 @@ class _Loop:
             [{"role": "system", "content": system}, *self.messages] if system else self.messages
         )
         completion = await self.run.complete(
-            self.node, messages, model=self.run.model_of(self.agent), tools=self.schemas
+            self.node,
+            messages,
+            model=self.run.model_of(self.agent),
+            tools=self.schemas,
+            retry=agent.retry,
+            timeout=agent.request_timeout,
         )
         message = completion.message
         if message.get("content") or message.get("tool_calls"):
@@ -239,7 +249,21 @@ class _Loop:
             reply = self.run.interrupt(f"Approve the call {tool.name}({shown})?", "approval")
             if not approves(reply):
                 return f"Error: a human did not approve this call of {tool.name} ({reply!r})."
-        return await tool.invoke(kwargs, self.run.ctx)
+        if tool.retry is None and tool.timeout is None:
+            return await tool.invoke(kwargs, self.run.ctx)
+        policy = tool.retry or NO_RETRY
+        try:
+            return await retrying(
+                lambda: tool.invoke(kwargs, self.run.ctx),
+                policy,
+                lambda exc: isinstance(exc, policy.on),
+                timeout=tool.timeout,
+            )
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise ToolTimeout(
+                f"the call did not finish within {tool.timeout:g} s"
+                + (f" ({policy.attempts} attempts)" if policy.attempts > 1 else "")
+            ) from exc
 
     def _unknown(self, name: str) -> str:
         transfers = ", ".join(edge.transfer_name for edge in self.exits.llm) or "none"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from flowgraph._context import AnyContext, RunContext
 from flowgraph._messages import as_text
+from flowgraph._retry import Retry
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _SECTION = re.compile(
@@ -42,7 +43,10 @@ class Tool:
     build a ``Tool`` to override the name or the description, or to have a human
     approve each call before it runs (``requires_approval=True``: the run pauses
     with status ``"waiting"``; ``flow.resume(run_id, reply="yes")`` runs the call,
-    any other reply answers the model that it was not approved).
+    any other reply answers the model that it was not approved). ``retry``
+    (``fg.Retry(attempts=3, on=(ConnectionError,))``) tries a failing call again
+    on the exception types it names; ``timeout`` bounds each try, in seconds. What
+    still fails goes back to the model as an error tool message.
 
     Example:
         >>> def lookup_order(order_id: str) -> dict:
@@ -59,10 +63,14 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         requires_approval: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", ""))
         self.requires_approval = requires_approval
+        self.retry = retry
+        self.timeout = timeout
         self._description = description
         self._spec: _Spec | None = None
 

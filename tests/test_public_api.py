@@ -14,8 +14,10 @@ def test_the_public_names_of_flowgraph() -> None:
             "Agent",
             "Chat",
             "ChatResult",
+            "Checkpointer",
             "Completion",
             "ConfigurationError",
+            "DeadlineExceeded",
             "Edge",
             "ErrorEvent",
             "Flow",
@@ -24,24 +26,31 @@ def test_the_public_names_of_flowgraph() -> None:
             "HandoffEvent",
             "HookContext",
             "Hooks",
+            "Human",
             "LocalModel",
             "MaxStepsExceeded",
+            "MemoryCheckpointer",
             "Model",
             "ModelError",
             "NestedChat",
             "Node",
             "NodeEvent",
             "OpenAIModel",
+            "Retry",
             "RunContext",
             "RunError",
+            "RunInfo",
             "RunResult",
+            "SQLiteCheckpointer",
             "StepRecord",
+            "StoreError",
             "SubFlow",
             "Tool",
             "ToolEvent",
             "ToolStep",
             "Usage",
             "UsageError",
+            "Waiting",
             "__version__",
         ]
     )
@@ -56,7 +65,15 @@ def test_the_public_names_of_flowgraph_testing() -> None:
 
 
 def test_the_error_tree() -> None:
-    for error in (fg.FlowValidationError, fg.ConfigurationError, fg.UsageError, fg.RunError):
+    for error in (
+        fg.FlowValidationError,
+        fg.ConfigurationError,
+        fg.UsageError,
+        fg.StoreError,
+        fg.RunError,
+    ):
         assert issubclass(error, fg.FlowgraphError)
+    for error in (fg.MaxStepsExceeded, fg.ModelError, fg.DeadlineExceeded):
+        assert issubclass(error, fg.RunError)
     assert issubclass(fg.MaxStepsExceeded, fg.RunError)
     assert issubclass(fg.ModelError, fg.RunError)
