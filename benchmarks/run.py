@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import chain, concurrency, imports, overhead, render
+from benchmarks import chain, checkpoint, concurrency, imports, overhead, render
 
 
 def main() -> None:
@@ -55,6 +55,8 @@ def main() -> None:
         f"mean; sync steps (run in a worker thread) {figures['sync_us']:.1f} us median, "
         f"{figures['sync_mean_us']:.1f} us mean"
     )
+
+    print(checkpoint.report(checkpoint.measure(repeats=1 if quick else 3)))
 
     figures = render.measure(repeats=1 if quick else 3)
     print(

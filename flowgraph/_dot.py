@@ -18,6 +18,7 @@ import graphviz
 
 from flowgraph._edges import Edge
 from flowgraph._errors import UsageError
+from flowgraph._human import Human
 from flowgraph._models import Model
 from flowgraph._nested import NestedChat
 from flowgraph._nodes import END, START, Agent, Node, ToolStep
@@ -48,6 +49,7 @@ NODE_STYLE: dict[str, dict[str, str]] = {
     },
     "chat": {"shape": "box", "style": "rounded,filled", "fillcolor": "#f5f3ff", "color": "#5b21b6"},
     "flow": {"shape": "box3d", "style": "filled", "fillcolor": "#dcfce7", "color": "#166534"},
+    "human": {"shape": "house", "style": "filled", "fillcolor": "#fce7f3", "color": "#9d174d"},
     "start": {
         "shape": "circle",
         "style": "filled",
@@ -248,6 +250,9 @@ def _node_label(node: Node, flow_model: Model | None, full: bool) -> str:
         lines.append(_small(_text(getattr(node.fn, "__name__", "function")) + "()"))
     elif isinstance(node, NestedChat):
         lines.append(_small("nested chat, no chats"))
+    elif isinstance(node, Human):
+        prompt = node.prompt if isinstance(node.prompt, str) else "prompt()"
+        lines.append(_small("asks: " + _wrap(prompt, 30)))
     elif isinstance(node, SubFlow):
         count = len(node.flow.nodes)
         lines.append(_small(f"sub-flow, {count} node{'s' * (count != 1)}"))

@@ -1,10 +1,14 @@
 """``SQLiteCheckpointer``: runs committed to a SQLite file, off the event loop.
 
-One writer thread per file and process takes commits from a queue and writes all
-that are waiting in one transaction (group commit), so a hundred concurrent runs
-cost a few transactions, not a hundred, and never meet "database is locked". The
-file is in WAL mode with ``synchronous=NORMAL``: a commit survives the process
-being killed; after a power cut the last few may be lost, as with any WAL database.
+One writer thread per file and process writes commits in batches, one transaction
+each (group commit), so a hundred concurrent runs cost a few transactions, not a
+hundred, and never meet "database is locked". Commits wait in a buffer until the
+event loop is about to go idle (the run awaits a model, a tool, a flush): handing
+each one to the thread at once would make the two threads fight for the GIL while
+the run is busy. ``flush`` hands everything over and waits until it is written.
+The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
+process being killed; after a power cut the last few may be lost, as with any WAL
+database.
 
 Tables: ``runs`` (one row per run, for listing), ``commits`` (one row per commit:
 the small state, the context when it changed, the appended log entries) and
@@ -25,6 +29,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from flowgraph._checkpoint import Commit, RunInfo, commit_from_rows, fold, upto
@@ -94,7 +99,9 @@ class SQLiteCheckpointer:
             raise ConfigurationError(
                 f"cannot open the run store {self.path!r}: {exc}. Give a writable file path"
             ) from exc
-        self._queue: queue.SimpleQueue[Commit | _Flush] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch | _Flush] = queue.SimpleQueue()
+        self._buffer: list[_Rows] = []
+        self._lock = threading.Lock()
         self._failure: BaseException | None = None
         self._thread = threading.Thread(
             target=self._write_loop, name=f"flowgraph-sqlite:{self.path}", daemon=True
@@ -109,9 +116,24 @@ class SQLiteCheckpointer:
 
     def commit(self, commit: Commit) -> None:
         self._raise_failure()
-        self._queue.put(commit)
+        rows = _rows(commit)  # encoded now: the commit's lists may grow after this
+        with self._lock:
+            self._buffer.append(rows)
+            first = len(self._buffer) == 1
+        if first:
+            try:
+                asyncio.get_running_loop().call_soon(self._hand_over)
+            except RuntimeError:  # no loop: nothing to wait for
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            buffered, self._buffer = self._buffer, []
+        if buffered:
+            self._queue.put(_batch(buffered))
 
     async def flush(self) -> None:
+        self._hand_over()
         marker = _Flush()
         self._queue.put(marker)
         await asyncio.wrap_future(marker.done)
@@ -131,10 +153,11 @@ class SQLiteCheckpointer:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            commits = [item for item in batch if isinstance(item, Commit)]
-            if commits and self._failure is None:
+            batches = [item for item in batch if isinstance(item, _Batch)]
+            if batches and self._failure is None:
                 try:
-                    _write(db, commits)
+                    for work in batches:
+                        _write(db, work)
                 except Exception as exc:
                     failure = StoreError(
                         f"could not write to the run store {self.path!r}: "
@@ -142,18 +165,19 @@ class SQLiteCheckpointer:
                     )
                     failure.__cause__ = exc
                     self._failure = failure
-            for item in batch:
-                if isinstance(item, _Flush):
+            for marker in batch:
+                if isinstance(marker, _Flush):
                     if self._failure is not None:
-                        item.done.set_exception(self._failure)
+                        marker.done.set_exception(self._failure)
                     else:
-                        item.done.set_result(None)
+                        marker.done.set_result(None)
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
             raise self._failure
 
     def _flush_at_exit(self) -> None:
+        self._hand_over()
         marker = _Flush()
         self._queue.put(marker)
         with contextlib.suppress(Exception):  # at exit there is no one left to tell
@@ -251,62 +275,96 @@ def _commits(db: sqlite3.Connection, run_id: str, flow: str) -> list[Commit]:
     ]
 
 
-def _write(db: sqlite3.Connection, commits: list[Commit]) -> None:
+_Rows = tuple[list[tuple[Any, ...]], tuple[Any, ...], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Commits encoded as one JSON array per table, written by one statement each."""
+
+    messages: str
+    commits: str
+    runs: str
+
+
+def _rows(commit: Commit) -> _Rows:
+    messages = [
+        (commit.run_id, commit.messages_from + offset, _json(message))
+        for offset, message in enumerate(commit.messages)
+    ]
+    return messages, _commit_row(commit), _run_row(commit)
+
+
+def _batch(buffered: list[_Rows]) -> _Batch:
+    runs = {rows[2][0]: rows[2] for rows in buffered}  # the newest row of each run
+    return _Batch(
+        messages=_json([message for rows in buffered for message in rows[0]]),
+        commits=_json([rows[1] for rows in buffered]),
+        runs=_json(list(runs.values())),
+    )
+
+
+def _columns(count: int) -> str:
+    return ", ".join(f"json_extract(value, '$[{index}]')" for index in range(count))
+
+
+# One statement per table, over json_each: every call into sqlite3 hands the GIL
+# back and forth with the run's thread, so a batch makes five calls, not one per row.
+INSERT_MESSAGES = (
+    f"INSERT OR REPLACE INTO messages (run_id, idx, message) SELECT {_columns(3)} FROM json_each(?)"
+)
+INSERT_COMMITS = (
+    "INSERT OR REPLACE INTO commits (run_id, seq, step, messages_end, state, context, logs, "
+    f"created) SELECT {_columns(8)} FROM json_each(?)"
+)
+UPSERT_RUNS = (
+    "INSERT INTO runs (run_id, flow, status, step, node, reason, usage, parent, created, "
+    f"updated, seq) SELECT {_columns(11)} FROM json_each(?) WHERE true "
+    "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, step = excluded.step, "
+    "node = excluded.node, reason = excluded.reason, usage = excluded.usage, "
+    "updated = excluded.updated, seq = excluded.seq"
+)
+
+
+def _write(db: sqlite3.Connection, batch: _Batch) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
-        for commit in commits:
-            _write_one(db, commit)
+        db.execute(INSERT_MESSAGES, (batch.messages,))
+        db.execute(INSERT_COMMITS, (batch.commits,))
+        db.execute(UPSERT_RUNS, (batch.runs,))
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
 
 
-def _write_one(db: sqlite3.Connection, commit: Commit) -> None:
-    run_id = commit.run_id
-    if commit.messages:
-        db.executemany(
-            "INSERT OR REPLACE INTO messages (run_id, idx, message) VALUES (?, ?, ?)",
-            [
-                (run_id, commit.messages_from + offset, _json(message))
-                for offset, message in enumerate(commit.messages)
-            ],
-        )
+def _commit_row(commit: Commit) -> tuple[Any, ...]:
     logs = commit.logs()
-    db.execute(
-        "INSERT OR REPLACE INTO commits (run_id, seq, step, messages_end, state, context, logs, "
-        "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            run_id,
-            commit.seq,
-            commit.step,
-            commit.conversation_length,
-            _json(commit.state()),
-            commit.context,
-            _json(logs) if logs else None,
-            commit.created,
-        ),
+    return (
+        commit.run_id,
+        commit.seq,
+        commit.step,
+        commit.conversation_length,
+        _json(commit.state()),
+        commit.context,
+        _json(logs) if logs else None,
+        commit.created,
     )
-    node = commit.positions[0].node if commit.positions else None
-    db.execute(
-        "INSERT INTO runs (run_id, flow, status, step, node, reason, usage, parent, created, "
-        "updated, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE "
-        "SET status = excluded.status, step = excluded.step, node = excluded.node, "
-        "reason = excluded.reason, usage = excluded.usage, updated = excluded.updated, "
-        "seq = excluded.seq",
-        (
-            run_id,
-            commit.flow,
-            commit.status,
-            commit.step,
-            node,
-            commit.reason,
-            commit.usage.model_dump_json(),
-            commit.parent,
-            commit.started or commit.created,
-            commit.created,
-            commit.seq,
-        ),
+
+
+def _run_row(commit: Commit) -> tuple[Any, ...]:
+    return (
+        commit.run_id,
+        commit.flow,
+        commit.status,
+        commit.step,
+        commit.positions[0].node if commit.positions else None,
+        commit.reason,
+        commit.usage.model_dump_json(),
+        commit.parent,
+        commit.started or commit.created,
+        commit.created,
+        commit.seq,
     )
 
 

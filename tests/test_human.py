@@ -229,3 +229,14 @@ def test_a_tool_in_a_nested_chat_cannot_pause(serve: Serve) -> None:
 
     answer = result.chats[0].messages[2]["content"]
     assert "a tool in the nested chats of 'panel' asked a human ('Anyone?')" in answer
+
+
+def test_a_human_node_is_drawn_with_its_question() -> None:
+    flow = approval_flow()
+    flow.nodes["approve"].prompt = "Approve the <refund>?"  # type: ignore[attr-defined]
+
+    dot = flow.to_dot()
+
+    assert "shape=house" in dot
+    assert "asks: Approve the &lt;refund&gt;?" in dot
+    assert 'n_approve[\\"approve"\\]' in flow.to_mermaid()
