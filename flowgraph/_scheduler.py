@@ -81,14 +81,14 @@ async def _resume(run: Run, at: Position) -> tuple[Node, Visit]:
 async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
     run.check_deadline(node.name)
     if not resumed:
-        run.step += 1
-        if run.step > run.max_steps:
+        if run.step >= run.max_steps:
             raise MaxStepsExceeded(
                 f"the run made more than max_steps={run.max_steps} node visits (last: "
                 f"{' -> '.join(run.path[-6:])}). If the loop is intended, raise it with "
                 "run(..., max_steps=N) or Flow(..., max_steps=N)",
                 node=node.name,
             )
+        run.step += 1
         run.path.append(node.name)
     run.ctx.node, run.ctx.step = node.name, run.step
     run.position = Position.model_construct(node=node.name, phase="visit", step=run.step)
@@ -134,7 +134,13 @@ async def _leave(run: Run, node: Node, visit: Visit) -> Edge | None:
     exits = run.plan.exits.get(node.name)
     if exits is None:
         return None
-    edge = await decide(run, node.name, exits, visit, is_agent=node.kind == "agent")
+    if exits.llm and node.kind != "agent" and node is not START and run.trace:
+        # A router request belongs to the step whose edges it decides.
+        before = run.usage.model_copy()
+        edge = await decide(run, node.name, exits, visit, is_agent=False)
+        run.trace[-1].usage.add(run.usage - before)
+    else:
+        edge = await decide(run, node.name, exits, visit, is_agent=node.kind == "agent")
     if edge is None:
         return None
     if run.trace and node is not START:

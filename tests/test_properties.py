@@ -637,12 +637,6 @@ class ChooseDone:
         return fg.Completion({"role": "assistant", "content": content}, usage)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the router's request is made after the step's record is closed "
-    "(_scheduler._exit computes StepRecord.usage before _leave/decide/route), so it is in "
-    "usage_by_node but in no StepRecord, and the run picture shows the node with 0 requests",
-)
 def test_router_usage_is_in_the_step_record_of_its_node() -> None:
     flow = fg.Flow("routed", model=ChooseDone())
     flow.edge(fg.START, fg.ToolStep("check", constant))
@@ -656,11 +650,6 @@ def test_router_usage_is_in_the_step_record_of_its_node() -> None:
     assert result.trace[0].usage == result.usage_by_node["check"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_scheduler._step increments run.step before refusing the visit past max_steps, "
-    "so error.result.steps is max_steps + 1 while path and trace hold max_steps visits",
-)
 def test_max_steps_exceeded_counts_only_the_visits_made() -> None:
     flow = fg.Flow("loop")
     loop = fg.ToolStep("loop", constant)
