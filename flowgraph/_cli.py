@@ -7,6 +7,7 @@ module-level Flow::
     flowgraph render examples/support.py:build_flow -o support.svg
     flowgraph validate examples/support.py:build_flow
     flowgraph run examples/support.py:build_flow "Where is order B-7?" --json
+    flowgraph runs list --store runs.db   # stored runs: list, show, resume (_cli_runs.py)
     python -m flowgraph --help            # the same command
 
 Exit codes::
@@ -17,6 +18,7 @@ Exit codes::
     3    the flow is not valid (flowgraph.FlowValidationError)
     4    a configuration problem (flowgraph.ConfigurationError): graphviz's ``dot``
          missing, no model configured
+    5    the run is waiting for a reply (a Human node): its prompt goes to stdout
     130  interrupted (Ctrl-C)
 
 Expected errors are one message on stderr that names the file or node and the fix,
@@ -53,6 +55,7 @@ exit codes:
   2    bad command line, file or attribute
   3    the flow is not valid (flowgraph.FlowValidationError)
   4    a configuration problem: graphviz's `dot` missing, no model configured
+  5    the run is waiting for a reply (a Human node): its prompt goes to stdout
   130  interrupted (Ctrl-C)"""
 DESCRIPTION = """\
 flowgraph: LLM multi-agent workflows as graphs you can run, test and draw.
@@ -66,6 +69,7 @@ examples:
   flowgraph validate {EXAMPLE}
   flowgraph run {EXAMPLE} "Where is order B-7?"
   flowgraph run flow.py "Hi" --model llama3.1 --base-url http://localhost:11434/v1
+  flowgraph runs list --store runs.db
 
 {EXIT_CODES}
 
@@ -151,8 +155,9 @@ def _exit_code(exc: Exception) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``flowgraph`` and its three commands."""
+    """The parser of ``flowgraph`` and its commands."""
     from flowgraph import __version__
+    from flowgraph._cli_runs import add_runs
 
     parser = argparse.ArgumentParser(
         prog="flowgraph",
@@ -165,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render(commands)
     _add_validate(commands)
     _add_run(commands)
+    add_runs(commands)
     return parser
 
 
@@ -310,13 +316,21 @@ def run_command(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
     if args.model is not None:
         flow.model = fg.OpenAIModel(args.model, base_url=args.base_url, api_key=args.api_key)
+    return report_run(lambda: flow.run(text, context=context, max_steps=args.max_steps), args)
+
+
+def report_run(start: Callable[[], RunResult], args: argparse.Namespace) -> int:
+    """Call ``start`` (a run or a resume) and print its result; exit 0, 1 (failed) or 5
+    (waiting for a reply). ``args`` needs ``json`` and ``draw``."""
+    import flowgraph as fg
+
     try:
-        result = flow.run(text, context=context, max_steps=args.max_steps)
+        result = start()
     except fg.RunError as exc:
         _report_failure(exc, args)
         return 1
     _report(result, args)
-    return 1 if result.status == "failed" else 0
+    return {"failed": 1, "waiting": 5}.get(result.status, 0)
 
 
 def _check_run_options(args: argparse.Namespace) -> None:
@@ -380,7 +394,9 @@ def _report(result: RunResult, args: argparse.Namespace) -> None:
     if args.json:
         print(_result_json(result))
     elif result.status != "failed":
-        if result.output is not None:
+        if result.waiting is not None:
+            print(result.waiting.prompt)  # a paused run's answer is its question
+        elif result.output is not None:
             print(_output_text(result.output))
         print(f"path: {_path(result)}", file=sys.stderr)
         print(f"status: {result.status} ({result.reason}); {_usage(result)}", file=sys.stderr)

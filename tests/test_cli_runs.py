@@ -1,0 +1,209 @@
+"""``flowgraph runs``: list, show and resume stored runs, on a flow with Human nodes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import flowgraph as fg
+from flowgraph._cli import main
+
+FLOW = """\
+import flowgraph as fg
+
+
+def said_yes(ctx: fg.RunContext) -> bool:
+    return str(ctx.last_text(("user",))).lower() == "yes"
+
+
+def build_flow() -> fg.Flow:
+    ask = fg.Human("approve", prompt=lambda ctx: f"Refund {ctx.context['order']}?")
+    pay = fg.ToolStep("pay", lambda ctx: f"paid {ctx.context['order']}")
+    receipt = fg.Human("receipt", prompt="Email the receipt?")
+    flow = fg.Flow("refunds")
+    flow.edge(fg.START, ask)
+    flow.edge(ask, pay, when=said_yes)
+    flow.edge(ask, fg.END)
+    flow.edge(pay, receipt)
+    flow.edge(receipt, fg.END)
+    return flow
+"""
+
+
+@pytest.fixture
+def flow_file(tmp_path: Path) -> Path:
+    path = tmp_path / "refunds.py"
+    path.write_text(FLOW)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "runs.db"
+
+
+def start_run(flow_file: Path, store: Path, order: str = "A-1") -> str:
+    """A run of the file's flow, paused at 'approve', committed to ``store``."""
+    namespace: dict[str, object] = {}
+    exec(compile(flow_file.read_text(), str(flow_file), "exec"), namespace)
+    flow = namespace["build_flow"]()
+    assert isinstance(flow, fg.Flow)
+    result = flow.run("Refund please", context={"order": order}, store=store)
+    assert result.status == "waiting"
+    return result.run_id
+
+
+def test_list_shows_a_table_newest_first(
+    flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = start_run(flow_file, store, "A-1")
+    second = start_run(flow_file, store, "B-2")
+
+    assert main(["runs", "list", "--store", str(store)]) == 0
+
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        *["RUN", "ID", "FLOW", "STATUS", "STEPS", "PATH", "AGE", "REQUESTS", "TOKENS"]
+    ]
+    assert [row.split() for row in rows] == [
+        [second, "refunds", "waiting", "1", "approve", "0s", "0", "0"],
+        [first, "refunds", "waiting", "1", "approve", "0s", "0", "0"],
+    ]
+
+
+def test_list_as_json_filtered_and_limited(
+    flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start_run(flow_file, store, "A-1")
+    second = start_run(flow_file, store, "B-2")
+
+    assert main(["runs", "list", "--store", str(store), "--limit", "1", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(run["run_id"], run["status"], run["path"]) for run in runs] == [
+        (second, "waiting", ["approve"])
+    ]
+
+    assert main(["runs", "list", "--store", str(store), "--flow", "other"]) == 0
+    assert capsys.readouterr().out == f"no runs of flow 'other' in {store}\n"
+
+
+def test_show_says_what_the_run_waits_for(
+    flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start_run(flow_file, store)
+
+    assert main(["runs", "show", run_id, "--store", str(store)]) == 0
+
+    out = capsys.readouterr().out
+    assert f"run:      {run_id}\n" in out
+    assert "status:   waiting\n" in out
+    assert "path:     START -> approve\n" in out
+    assert "usage:    0 requests, 0 tokens, 1 step\n" in out
+    assert "waits for: a reply to 'Refund A-1?' (at 'approve')\n" in out
+    assert "  user: Refund please\n  assistant (approve): Refund A-1?\n" in out
+    assert f"flowgraph runs resume FILE.py {run_id} --store {store} --reply TEXT" in out
+
+
+def test_show_as_json(flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = start_run(flow_file, store)
+
+    assert main(["runs", "show", run_id, "--store", str(store), "--json"]) == 0
+
+    data = json.loads(capsys.readouterr().out)
+    assert (data["run_id"], data["status"], data["path"]) == (run_id, "waiting", ["approve"])
+    assert data["waiting"]["prompt"] == "Refund A-1?"
+    assert data["context"] == {"order": "A-1"}
+    assert data["messages"][0] == {"role": "user", "content": "Refund please"}
+
+
+def test_resume_with_a_reply_pauses_again_with_exit_5_then_completes(
+    flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start_run(flow_file, store)
+    command = ["runs", "resume", f"{flow_file}:build_flow", run_id, "--store", str(store)]
+
+    assert main([*command, "--reply", "yes"]) == 5
+    out, err = capsys.readouterr()
+    assert out == "Email the receipt?\n"
+    assert "path: START -> approve -> pay -> receipt\n" in err
+    assert "status: waiting (waiting at 'receipt'" in err
+    assert f"flowgraph runs resume {flow_file}:build_flow {run_id} --store" in err
+
+    assert main([*command, "--reply", "no", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["status"], result["path"]) == ("completed", ["approve", "pay", "receipt"])
+    assert result["messages"][-1] == {"role": "user", "content": "no"}
+
+
+def test_resume_a_completed_run_is_exit_2_with_flowgraphs_message(
+    flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = start_run(flow_file, store)
+    command = ["runs", "resume", f"{flow_file}:build_flow", run_id, "--store", str(store)]
+    assert main([*command, "--reply", "no"]) == 0
+    assert "status: completed (reached END)" in capsys.readouterr().err
+
+    assert main([*command, "--reply", "no"]) == 2
+    assert "has completed; nothing is left to resume" in capsys.readouterr().err
+
+
+def test_unknown_run_id_is_exit_2(
+    flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start_run(flow_file, store)
+
+    assert main(["runs", "show", "nope", "--store", str(store)]) == 2
+    assert "there is no run 'nope' in the store" in capsys.readouterr().err
+    assert main(["runs", "resume", f"{flow_file}:build_flow", "nope", "--store", str(store)]) == 2
+    assert "there is no run 'nope' in the store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", [["list"], ["show", "abc"], ["resume", "x.py", "abc"]])
+def test_a_missing_store_is_exit_2_and_not_created(
+    tmp_path: Path, action: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.db"
+
+    assert main(["runs", *action, "--store", str(missing)]) == 2
+
+    assert f"the store {str(missing)!r} does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_store_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a database " * 100)
+
+    assert main(["runs", "list", "--store", str(junk)]) == 2
+    assert "cannot open the run store" in capsys.readouterr().err
+
+
+def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["runs", "--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    for action in ("list", "show", "resume"):
+        assert f"flowgraph runs {action} " in out
+    assert "\n  5    the run is waiting for a reply" in out
+
+
+def test_list_in_a_real_process(flow_file: Path, store: Path) -> None:
+    run_id = start_run(flow_file, store)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "flowgraph", "runs", "list", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert run_id in done.stdout
+    assert "waiting" in done.stdout
