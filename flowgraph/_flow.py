@@ -77,7 +77,7 @@ class Flow:
         deadline: float | None = None,
     ) -> None:
         self.name = name
-        self.model = model
+        self._model = model
         self.max_steps = max_steps
         self.retry = retry
         self.request_timeout = request_timeout
@@ -90,6 +90,16 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r}, nodes={list(self._nodes)})"
+
+    @property
+    def model(self) -> Model | None:
+        """The model of every agent and router that names none."""
+        return self._model
+
+    @model.setter
+    def model(self, model: Model | None) -> None:
+        self._model = model
+        self._plan = None  # the plan caches each node's model
 
     # -- building -------------------------------------------------------------------
 

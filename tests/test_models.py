@@ -142,3 +142,17 @@ def test_a_flow_runs_on_a_client_of_your_own(serve: Serve) -> None:
         {"role": "system", "content": "Greet."},
         {"role": "user", "content": "hi"},
     ]
+
+
+def test_a_new_flow_model_is_used_by_the_next_run(serve: Serve) -> None:
+    first, model_a = serve(["from a"])
+    second, model_b = serve(["from b"])
+    agent = fg.Agent("helper")
+    flow = fg.Flow("swap", model=model_a)
+    flow.edge(fg.START, agent)
+    flow.edge(agent, fg.END)
+
+    assert flow.run("hi").output == "from a"
+    flow.model = model_b
+    assert flow.run("hi").output == "from b"
+    assert (len(first.requests), len(second.requests)) == (1, 1)
