@@ -239,6 +239,12 @@ def _add_run(commands: Commands) -> None:
     parser.add_argument(
         "--max-steps", metavar="N", type=_positive_int, help="the most node visits the run may make"
     )
+    parser.add_argument(
+        "--store",
+        metavar="PATH",
+        help="commit the run after every step to this SQLite file, so that `flowgraph runs "
+        "resume` can go on with it after a crash or a pause",
+    )
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     parser.add_argument("--draw", metavar="PATH", help="also draw the run over the graph to PATH")
     parser.set_defaults(command=run_command)
@@ -316,7 +322,9 @@ def run_command(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
     if args.model is not None:
         flow.model = fg.OpenAIModel(args.model, base_url=args.base_url, api_key=args.api_key)
-    return report_run(lambda: flow.run(text, context=context, max_steps=args.max_steps), args)
+    return report_run(
+        lambda: flow.run(text, context=context, max_steps=args.max_steps, store=args.store), args
+    )
 
 
 def report_run(start: Callable[[], RunResult], args: argparse.Namespace) -> int:

@@ -207,3 +207,17 @@ def test_list_in_a_real_process(flow_file: Path, store: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert run_id in done.stdout
     assert "waiting" in done.stdout
+
+
+def test_run_with_a_store_pauses_and_runs_resume_finishes(
+    flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"{flow_file}:build_flow"
+    command = ["run", target, "Refund please", "--context", '{"order": "C-3"}']
+
+    assert main([*command, "--store", str(store), "--json"]) == 5
+    paused = json.loads(capsys.readouterr().out)
+    assert paused["status"] == "waiting"
+    resume = ["runs", "resume", target, paused["run_id"], "--store", str(store), "--json"]
+    assert main([*resume, "--reply", "no"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == ["approve"]
