@@ -52,13 +52,16 @@ class Position(BaseModel):
     """A sub-flow's usage so far (it joins the parent's when the sub-flow ends)."""
 
 
+WaitKind = Literal["human", "interrupt", "approval"]
+
+
 class Waiting(BaseModel):
     """What a paused run waits for: a reply to ``prompt``, asked at ``node``."""
 
     key: str
     node: str
     prompt: str
-    kind: Literal["human", "interrupt", "approval"] = "human"
+    kind: WaitKind = "human"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from flowgraph._context import AnyContext
 from flowgraph._errors import FlowValidationError, RunError
 from flowgraph._messages import as_text
 from flowgraph._models import Model
-from flowgraph._retry import NO_RETRY, DeadlinePassed, Retry, retrying
+from flowgraph._retry import NO_RETRY, DeadlinePassed, Retry, retrying_on_named
 from flowgraph._tools import Tool, as_tool
 
 if TYPE_CHECKING:
@@ -176,20 +176,17 @@ class ToolStep(Node):
         return Visit(output=value)
 
     async def _call(self, run: Run, args: tuple[Any, ...]) -> Any:
-        if self.retry is None and self.timeout is None and run.deadline is None:
-            return await call_user(self.fn, *args)
-        policy = self.retry or NO_RETRY
         try:
-            return await retrying(
+            return await retrying_on_named(
                 lambda: call_user(self.fn, *args),
-                policy,
-                lambda exc: isinstance(exc, policy.on),
+                self.retry,
                 timeout=self.timeout,
                 deadline=run.deadline,
             )
         except DeadlinePassed as exc:
             raise run.deadline_passed(self.name) from exc.__cause__
         except (TimeoutError, asyncio.TimeoutError) as exc:
+            policy = self.retry or NO_RETRY
             raise RunError(
                 f"tool step {self.name!r} did not finish within {self.timeout:g} s "
                 f"({policy.attempts} attempt{'s' * (policy.attempts > 1)})",

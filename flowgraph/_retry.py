@@ -101,6 +101,27 @@ async def retrying(
             await asyncio.sleep(pause)
 
 
+async def retrying_on_named(
+    call: Callable[[], Awaitable[T]],
+    policy: Retry | None,
+    *,
+    timeout: float | None = None,
+    deadline: float | None = None,
+) -> T:
+    """Await ``call()`` as a tool or a tool step is: tried again only on the exception
+    types ``policy.on`` names (no policy: once), each try bounded by ``timeout``."""
+    if policy is None and timeout is None and deadline is None:
+        return await call()
+    chosen = policy or NO_RETRY
+    return await retrying(
+        call,
+        chosen,
+        lambda exc: isinstance(exc, chosen.on),
+        timeout=timeout,
+        deadline=deadline,
+    )
+
+
 def _limit(timeout: float | None, deadline: float | None) -> float | None:
     if deadline is None:
         return timeout

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from flowgraph._callables import call_user
-from flowgraph._checkpoint import DEFAULT_STORE, Position, Waiting
+from flowgraph._checkpoint import DEFAULT_STORE, Position, Waiting, WaitKind
 from flowgraph._context import RunContext, Usage
 from flowgraph._edges import Edge
 from flowgraph._errors import DeadlineExceeded, ModelError, RunError, UsageError
@@ -140,7 +140,7 @@ class Run:
         steps = ".".join(str(position.step) for position in self.root.positions())
         return f"{self.run_id}:{steps or self.step}:{call}"
 
-    def interrupt(self, prompt: str, kind: str = "interrupt", key: str | None = None) -> Any:
+    def interrupt(self, prompt: str, kind: WaitKind = "interrupt", key: str | None = None) -> Any:
         """The reply to ``prompt`` if the run was resumed with one, else pause the run."""
         if key is None:
             call = CURRENT_CALL.get()
@@ -160,7 +160,7 @@ class Run:
         if key in replies:
             return replies[key]
         node = self.position.node if self.position is not None else self.ctx.node
-        raise Pause(Waiting(key=key, node=node, prompt=prompt, kind=kind))  # type: ignore[arg-type]
+        raise Pause(Waiting(key=key, node=node, prompt=prompt, kind=kind))
 
     async def settle(
         self, status: Status, reason: str, waiting: Waiting | None = None

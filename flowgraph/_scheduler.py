@@ -33,7 +33,9 @@ async def execute(run: Run) -> RunResult:
             if edge.target == END.name:
                 return await _end(run, END, "reached END")
             node = run.plan.nodes[edge.target]
-            await run.checkpoint(Position(node=node.name, phase="next", step=run.step))
+            await run.checkpoint(
+                Position.model_construct(node=node.name, phase="next", step=run.step)
+            )
             visit = await _step(run, node)
     except Pause as pause:
         if run.parent is not None:
@@ -134,13 +136,13 @@ async def _leave(run: Run, node: Node, visit: Visit) -> Edge | None:
     exits = run.plan.exits.get(node.name)
     if exits is None:
         return None
-    if exits.llm and node.kind != "agent" and node is not START and run.trace:
-        # A router request belongs to the step whose edges it decides.
-        before = run.usage.model_copy()
-        edge = await decide(run, node.name, exits, visit, is_agent=False)
+    is_agent = node.kind == "agent"
+    # A router request (LLM edges out of a non-agent) belongs to the step it decides.
+    routed = bool(exits.llm) and not is_agent and node is not START
+    before = run.usage.model_copy() if routed else None
+    edge = await decide(run, node.name, exits, visit, is_agent=is_agent)
+    if before is not None:
         run.trace[-1].usage.add(run.usage - before)
-    else:
-        edge = await decide(run, node.name, exits, visit, is_agent=node.kind == "agent")
     if edge is None:
         return None
     if run.trace and node is not START:

@@ -228,11 +228,12 @@ class SQLiteCheckpointer:
             infos = []
             for run_id, name, status, step, node, reason, usage, parent, created, updated in rows:
                 path: list[str] = []
-                for (logs,) in db.execute(
-                    "SELECT logs FROM commits WHERE run_id = ? AND logs IS NOT NULL ORDER BY seq",
+                for (entered,) in db.execute(
+                    "SELECT json_extract(logs, '$.path') FROM commits WHERE run_id = ? "
+                    "AND json_extract(logs, '$.path') IS NOT NULL ORDER BY seq",
                     (run_id,),
                 ):
-                    path.extend(json.loads(logs).get("path", ()))
+                    path.extend(json.loads(entered))
                 infos.append(
                     RunInfo(
                         run_id=run_id,

@@ -19,7 +19,7 @@ from flowgraph._edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
 from flowgraph._errors import RunError
 from flowgraph._hooks import ToolEvent
 from flowgraph._messages import Message
-from flowgraph._retry import NO_RETRY, retrying
+from flowgraph._retry import NO_RETRY, retrying_on_named
 from flowgraph._run import CURRENT_CALL, CallKey
 from flowgraph._tools import Tool, ToolArgumentsError
 
@@ -132,7 +132,7 @@ class _Loop:
         resumed run answers the same calls, with the same idempotency keys."""
         if not self.as_node:
             return  # a nested chat's turn: the node is re-run as a whole
-        position = Position(
+        position = Position.model_construct(
             node=self.node,
             phase="exit" if done else "visit",
             step=self.run.step,
@@ -249,17 +249,12 @@ class _Loop:
             reply = self.run.interrupt(f"Approve the call {tool.name}({shown})?", "approval")
             if not approves(reply):
                 return f"Error: a human did not approve this call of {tool.name} ({reply!r})."
-        if tool.retry is None and tool.timeout is None:
-            return await tool.invoke(kwargs, self.run.ctx)
-        policy = tool.retry or NO_RETRY
         try:
-            return await retrying(
-                lambda: tool.invoke(kwargs, self.run.ctx),
-                policy,
-                lambda exc: isinstance(exc, policy.on),
-                timeout=tool.timeout,
+            return await retrying_on_named(
+                lambda: tool.invoke(kwargs, self.run.ctx), tool.retry, timeout=tool.timeout
             )
         except (TimeoutError, asyncio.TimeoutError) as exc:
+            policy = tool.retry or NO_RETRY
             raise ToolTimeout(
                 f"the call did not finish within {tool.timeout:g} s"
                 + (f" ({policy.attempts} attempts)" if policy.attempts > 1 else "")
