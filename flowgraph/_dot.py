@@ -22,7 +22,7 @@ from flowgraph._human import Human
 from flowgraph._models import Model
 from flowgraph._nested import NestedChat
 from flowgraph._nodes import END, START, Agent, Node, ToolStep
-from flowgraph._overlay import SEPARATOR, Overlay
+from flowgraph._overlay import SEPARATOR, Overlay, Stop
 from flowgraph._subflow import SubFlow
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ DETAILS = ("full", "compact")
 LARGE = 200  # edges; past this, layout effort is bounded
 FONT = "Helvetica"
 RED = "#dc2626"
+AMBER, DARK_AMBER = "#d97706", "#b45309"
 NODE_STYLE: dict[str, dict[str, str]] = {
     "agent": {
         "shape": "box",
@@ -77,6 +78,24 @@ EDGE_STYLE = {
     "fallback": {"style": "solid", "color": "#6b7280", "fontcolor": "#6b7280"},
 }
 TAKEN = {"color": RED, "fontcolor": RED, "penwidth": "2.5"}
+
+
+@dataclass(frozen=True)
+class StopLook:
+    """How a node (or a sub-flow's cluster) where the run stopped short of END is drawn:
+    its outline, the style added to its own, its fill, and the colour of its note."""
+
+    color: str
+    style: str
+    fill: str | None = None
+    cluster_fill: str | None = None
+    note_color: str = RED
+
+
+STOPPED: dict[Stop, StopLook] = {
+    "failed": StopLook("#991b1b", "bold", fill="#fecaca", cluster_fill="#fee2e2"),
+    "waiting": StopLook(AMBER, "dashed,bold", note_color=DARK_AMBER),
+}
 
 
 @dataclass(frozen=True)
@@ -204,16 +223,18 @@ class _Painter:
 
     def marked_label(self, markup: str, ident: str) -> str:
         marks = self.overlay.nodes.get(ident)
-        if marks is None:
-            return _html(markup)
-        facts = [f"step {_steps(marks.steps)}"]
-        if marks.seconds:
-            facts.append(_duration(marks.seconds))
-        if marks.usage.requests:
-            facts.append(f"{marks.usage.requests} req, {marks.usage.total_tokens} tok")
-        return _html(
-            f'{markup}<br/><font point-size="10" color="{RED}">{_text(" · ".join(facts))}</font>'
-        )
+        if marks is not None:
+            facts = [f"step {_steps(marks.steps)}"]
+            if marks.seconds:
+                facts.append(_duration(marks.seconds))
+            if marks.usage.requests:
+                facts.append(f"{marks.usage.requests} req, {marks.usage.total_tokens} tok")
+            markup += f'<br/><font point-size="10" color="{RED}">{_text(" · ".join(facts))}</font>'
+        stop, note = self.overlay.stop(ident), self.overlay.note(ident)
+        if stop is not None and note:
+            color = STOPPED[stop].note_color
+            markup += f'<br/><font point-size="10" color="{color}"><b>{_wrap(note, 30)}</b></font>'
+        return _html(markup)
 
     def marked_style(self, kind: str, ident: str) -> dict[str, str]:
         style = dict(NODE_STYLE[kind])
@@ -221,19 +242,29 @@ class _Painter:
         if ident in overlay.nodes or overlay.touched(ident):
             style.update(color=RED, penwidth="2.5")
         if ident == overlay.active:
-            style.update(fillcolor="#fde68a", color="#b45309", penwidth="3")
-        if ident == overlay.failed:
-            style.update(
-                fillcolor="#fecaca", color="#991b1b", penwidth="3", style=f"{style['style']},bold"
-            )
-        return style
+            style.update(fillcolor="#fde68a", color=DARK_AMBER, penwidth="3")
+        return self.stopped(style, ident)
 
     def cluster_style(self, kind: str, ident: str) -> dict[str, str]:
         style = dict(CLUSTER_STYLE[kind])
         if ident in self.overlay.nodes:
             style.update(color=RED, penwidth="2.5")
-        if ident in (self.overlay.failed, self.overlay.active):
-            style.update(bgcolor="#fee2e2" if ident == self.overlay.failed else "#fef3c7")
+        if ident == self.overlay.active:
+            style.update(bgcolor="#fef3c7")
+        return self.stopped(style, ident, cluster=True)
+
+    def stopped(self, style: dict[str, str], ident: str, cluster: bool = False) -> dict[str, str]:
+        """``style`` (a node's, or a sub-flow's cluster's) with the look of the run's stop
+        at ``ident``, if it stopped there."""
+        stop = self.overlay.stop(ident)
+        if stop is None:
+            return style
+        look = STOPPED[stop]
+        own = [part for part in style["style"].split(",") if part not in look.style.split(",")]
+        style.update(color=look.color, penwidth="3", style=",".join([*own, look.style]))
+        fill = look.cluster_fill if cluster else look.fill
+        if fill is not None:
+            style["bgcolor" if cluster else "fillcolor"] = fill
         return style
 
 

@@ -1,4 +1,6 @@
-"""A flow as Mermaid flowchart text: nested chats and sub-flows as subgraphs."""
+"""A flow as Mermaid flowchart text: nested chats and sub-flows as subgraphs, and where
+a run stopped short of END (failed, or waiting for a reply) in the look of the DOT
+picture."""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ import itertools
 import re
 from typing import TYPE_CHECKING
 
-from flowgraph._dot import DETAILS, DIRECTIONS
+from flowgraph._dot import DETAILS, DIRECTIONS, STOPPED
 from flowgraph._errors import UsageError
 from flowgraph._nested import NestedChat
 from flowgraph._nodes import END, START, Node
+from flowgraph._overlay import Overlay
 from flowgraph._subflow import SubFlow
 
 if TYPE_CHECKING:
@@ -28,19 +31,26 @@ SHAPES = {
 ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "\n": " ", "\r": " ", "|": "#124;"}
 
 
-def to_mermaid(flow: Flow, *, direction: str = "TB", detail: str = "full") -> str:
-    """The flow as a Mermaid flowchart (paste it into Markdown)."""
+def to_mermaid(
+    flow: Flow, *, direction: str = "TB", detail: str = "full", overlay: Overlay | None = None
+) -> str:
+    """The flow as a Mermaid flowchart (paste it into Markdown); with ``overlay``, where
+    the run stopped is styled and noted."""
     if direction not in DIRECTIONS or detail not in DETAILS:
         raise UsageError(f"use direction in {DIRECTIONS} and detail in {DETAILS}")
     lines = [f"flowchart {'TD' if direction == 'TB' else direction}"]
-    _Writer(lines, detail == "full").flow(flow, prefix="", indent="    ")
+    writer = _Writer(lines, detail == "full", overlay or Overlay())
+    writer.flow(flow, prefix="", indent="    ")
+    lines.extend(writer.styles)
     return "\n".join(lines) + "\n"
 
 
 class _Writer:
-    def __init__(self, lines: list[str], full: bool) -> None:
-        self.lines, self.full = lines, full
+    def __init__(self, lines: list[str], full: bool, overlay: Overlay) -> None:
+        self.lines, self.full, self.overlay = lines, full, overlay
         self.ids: dict[str, str] = {}
+        self.styles: list[str] = []
+        """``style`` statements, written after every node and subgraph is declared."""
 
     def ident(self, path: str) -> str:
         """A Mermaid-safe id per node path, unique even where names differ only in
@@ -71,7 +81,8 @@ class _Writer:
         path = prefix + node.name
         ident = self.ident(path)
         if self.full and isinstance(node, NestedChat) and node.chats:
-            self.lines.append(f'{indent}subgraph {ident} ["{_escape(node.name)} · nested chat"]')
+            title = self.label(path, f"{node.name} · nested chat", cluster=True)
+            self.lines.append(f'{indent}subgraph {ident} ["{title}"]')
             chats = [self.ident(f"{path}/chat{index}") for index in range(len(node.chats))]
             for index, (chat_id, chat) in enumerate(zip(chats, node.chats, strict=True)):
                 recipient = getattr(chat.recipient, "name", "?")
@@ -80,11 +91,31 @@ class _Writer:
                 self.lines.append(f"{indent}    {first} -. summary .-> {second}")
             self.lines.append(f"{indent}end")
         elif self.full and isinstance(node, SubFlow):
-            self.lines.append(f'{indent}subgraph {ident} ["{_escape(node.name)} · sub-flow"]')
+            title = self.label(path, f"{node.name} · sub-flow", cluster=True)
+            self.lines.append(f'{indent}subgraph {ident} ["{title}"]')
             self.flow(node.flow, path + "/", indent + "    ")
             self.lines.append(f"{indent}end")
         else:
-            self.lines.append(indent + ident + SHAPES[node.kind].format(_escape(node.name)))
+            self.lines.append(
+                indent + ident + SHAPES[node.kind].format(self.label(path, node.name))
+            )
+
+    def label(self, path: str, name: str, cluster: bool = False) -> str:
+        """The escaped label of the node at ``path``; where the run stopped there, with
+        its note, and its style queued."""
+        stop = self.overlay.stop(path)
+        if stop is None:
+            return _escape(name)
+        look = STOPPED[stop]
+        rules = [f"stroke:{look.color}", "stroke-width:3px"]
+        if "dashed" in look.style.split(","):
+            rules.append("stroke-dasharray:6 3")
+        fill = look.cluster_fill if cluster else look.fill
+        if fill is not None:
+            rules.append(f"fill:{fill}")
+        self.styles.append(f"    style {self.ident(path)} {','.join(rules)}")
+        note = self.overlay.note(path)
+        return _escape(name) + (f"<br/>{_escape(note)}" if note else "")
 
 
 def _escape(text: str) -> str:

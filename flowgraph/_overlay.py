@@ -1,5 +1,5 @@
 """What a run adds to a picture of its flow: steps, time and usage per node, the
-edges taken, and where it failed or is running now.
+edges taken, and where it failed, waits for a reply or is running now.
 
 Node ids are those of the picture: a sub-flow's nodes are ``"<subflow>/<node>"``.
 An ``Overlay`` is built from a finished ``RunResult``, or event by event while a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from flowgraph._context import Usage
 
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 SEPARATOR = "/"  # not ":", which DOT reads as a node port
 START, END = "START", "END"
+PROMPT_CHARS = 40  # of a waiting run's prompt, in the waiting node's label
+
+Stop = Literal["failed", "waiting"]
+"""Where a run stopped short of END: each has its own look in the picture."""
 
 
 @dataclass
@@ -39,6 +43,9 @@ class Overlay:
     moves: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     failed: str | None = None
     active: str | None = None
+    waiting: str | None = None
+    prompt: str = ""
+    """What the run waits for at ``waiting``: its prompt, on one line and shortened."""
 
     def visit(self, node: str, step: str, seconds: float = 0.0, usage: Usage | None = None) -> None:
         marks = self.nodes.setdefault(node, NodeMarks())
@@ -58,18 +65,33 @@ class Overlay:
         """True if the run moved from or to ``node`` (START and END are never visited)."""
         return any(node in move for move in self.moves)
 
+    def stop(self, node: str) -> Stop | None:
+        """How the run stopped at ``node``, if it stopped there short of END."""
+        if node == self.failed:
+            return "failed"
+        return "waiting" if node == self.waiting else None
+
+    def note(self, node: str) -> str:
+        """A line for ``node``'s label on why the run stopped there ("" for none)."""
+        return f"waiting: {self.prompt}" if node == self.waiting else ""
+
     @classmethod
     def of(cls, result: RunResult) -> Overlay:
         overlay = cls(title=f"run {result.run_id[:8]}: {result.status}")
         last = overlay._walk(result.trace, prefix="", numbering="")
-        if result.status == "failed" and result.path:
-            # The failing visit never finished, so it has no step record of its own.
+        if result.status in ("failed", "waiting") and result.path:
+            # The failing or waiting visit never finished: it has no step record of its
+            # own. In a sub-flow, it is the sub-flow's visit that is marked.
             node = result.path[-1]
             if len(result.path) > len(result.trace):
                 step = str(len(result.path))
                 overlay.move(last, node, step)
                 overlay.visit(node, step)
-            overlay.failed = node
+            if result.status == "failed":
+                overlay.failed = node
+            else:
+                overlay.waiting = node
+                overlay.prompt = _shorten(result.waiting.prompt if result.waiting else "")
         return overlay
 
     def _walk(self, trace: Sequence[StepRecord], prefix: str, numbering: str) -> str:
@@ -86,3 +108,15 @@ class Overlay:
                 self.move(node, prefix + END, "end")
             previous = node
         return previous
+
+
+def _shorten(text: str) -> str:
+    """``text`` on one line, cut to ``PROMPT_CHARS`` (before any escaping, so that no
+    escape is cut in half)."""
+    line = " ".join(text.split())
+    if len(line) <= PROMPT_CHARS:
+        return line
+    cut = line[: PROMPT_CHARS - 1]
+    if " " in cut[PROMPT_CHARS // 2 :]:  # end on a whole word, unless that loses too much
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"

@@ -12,6 +12,7 @@ import graphviz
 
 from flowgraph._dot import flow_digraph
 from flowgraph._errors import ConfigurationError, UsageError
+from flowgraph._mermaid import to_mermaid
 from flowgraph._overlay import Overlay
 
 if TYPE_CHECKING:
@@ -58,14 +59,31 @@ def render_run(
     detail: str = "full",
 ) -> graphviz.Digraph:
     """Draw ``flow`` with ``result``'s run over it; write it to ``path`` if given."""
+    return render_flow(
+        ran(flow),
+        path,
+        format=format,
+        direction=direction,
+        detail=detail,
+        overlay=Overlay.of(result),
+    )
+
+
+def mermaid_run(
+    flow: Flow | None, result: RunResult, *, direction: str = "TB", detail: str = "full"
+) -> str:
+    """``flow`` as Mermaid text, with where ``result``'s run stopped marked."""
+    return to_mermaid(ran(flow), direction=direction, detail=detail, overlay=Overlay.of(result))
+
+
+def ran(flow: Flow | None) -> Flow:
+    """The flow a result came from, or an error that says why there is none."""
     if flow is None:
         raise UsageError(
             "this result did not come from running a flow in this process, so there is no "
             "graph to draw it over"
         )
-    return render_flow(
-        flow, path, format=format, direction=direction, detail=detail, overlay=Overlay.of(result)
-    )
+    return flow
 
 
 def write(dot: graphviz.Digraph, path: str, format: str | None) -> None:

@@ -86,10 +86,18 @@ class RunResult(BaseModel):
     ) -> graphviz.Digraph:
         """Draw the flow with this run over it: the nodes and edges taken in red, with
         step numbers, how often, time, requests and tokens per node; the node where a
-        failed run stopped in its own style. Options as for ``Flow.render``."""
+        failed run stopped filled red, the one a waiting run waits at outlined in
+        dashed amber with its prompt. Options as for ``Flow.render``."""
         from flowgraph._render import render_run
 
         return render_run(self._flow, self, path, format=format, direction=direction, detail=detail)
+
+    def to_mermaid(self, *, direction: str = "TB", detail: str = "full") -> str:
+        """The flow as Mermaid text (as ``Flow.to_mermaid``), with the node where this run
+        failed or waits styled as in ``render``, and its prompt when waiting."""
+        from flowgraph._render import mermaid_run
+
+        return mermaid_run(self._flow, self, direction=direction, detail=detail)
 
     def _repr_svg_(self) -> str:
         from flowgraph._render import svg

@@ -272,6 +272,8 @@ def test_a_failed_run_marks_where_it_stopped() -> None:
     assert 'explode [label=<<b>explode</b><br/><font point-size="10">explode()</font><br/>' in dot
     assert 'fillcolor="#fecaca"' in dot.split("explode [")[1].split("\n")[0]
     assert "ok -> explode [label=<<b>→ 2</b>>" in dot
+    mermaid = caught.value.result.to_mermaid()
+    assert "style n_explode stroke:#991b1b,stroke-width:3px,fill:#fecaca" in mermaid
 
 
 def test_sub_flow_steps_are_drawn_inside_their_cluster() -> None:
@@ -363,3 +365,97 @@ def test_rendering_a_run_never_changes_the_flow(tmp_path: Path) -> None:
 
     assert (flow.to_dot(), flow.to_mermaid()) == before
     assert flow.plan() is plan
+
+
+WAITING = 'color="#d97706"'  # the amber outline of the node a run waits at
+
+
+def node_line(dot: str, name: str) -> str:
+    (line,) = [line for line in dot.splitlines() if line.startswith(f"\t{name} [")]
+    return line
+
+
+def test_a_waiting_run_marks_the_node_it_waits_at(serve: Serve, tmp_path: Path) -> None:
+    def question(ctx: fg.RunContext[dict[str, str]]) -> str:
+        return f'Refund <b>{ctx.context["order"]}</b> "now"?\nThe customer asked twice, politely.'
+
+    _, model = serve(["A refund is due."])
+    flow = fg.Flow("refunds", model=model)
+    flow.edge(fg.START, fg.Agent("clerk", "Decide."))
+    flow.edge("clerk", fg.Human("approve", prompt=question))
+    flow.edge("approve", fg.END)
+
+    result = flow.run("Refund A-1", context={"order": "A-1", "token": "s3cret"})
+    assert result.status == "waiting" and result.waiting is not None
+    dot, mermaid = result.render(str(tmp_path / "run.png")).source, result.to_mermaid()
+
+    assert ": waiting>" in dot
+    line = node_line(dot, "approve")
+    assert WAITING in line and 'style="filled,dashed,bold"' in line and "penwidth=3" in line
+    assert (  # escaped, on one line, and cut short at a word
+        '<font point-size="10" color="#b45309"><b>waiting: Refund &lt;b&gt;A-1&lt;/b&gt;<br/>'
+        "&quot;now&quot;? The customer…</b></font>>"
+    ) in line
+    assert "clerk -> approve [label=<<b>→ 2</b>>" in dot
+    assert WAITING not in node_line(dot, "clerk") and dot.count(WAITING) == 1
+    assert (
+        'n_approve[\\"approve<br/>waiting: Refund #lt;b#gt;A-1#lt;/b#gt; #quot;now#quot;? '
+        'The customer…"\\]'
+    ) in mermaid
+    assert mermaid.rstrip().endswith(
+        "style n_approve stroke:#d97706,stroke-width:3px,stroke-dasharray:6 3"
+    )
+    assert mermaid.count("style ") == 1
+    for text in (dot, mermaid):  # only the prompt: no context, no resume key
+        assert "s3cret" not in text and result.waiting.key not in text
+    assert (tmp_path / "run.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_an_agent_waiting_for_approval_of_a_tool_call_is_marked(serve: Serve) -> None:
+    def issue_refund(order_id: str) -> str:
+        """Refund an order."""
+        return "refunded"
+
+    _, model = serve([tool_call("issue_refund", {"order_id": "A-1"}), "Done."])
+    flow = fg.Flow("refunds", model=model)
+    flow.edge(fg.START, fg.Agent("refund", tools=[fg.Tool(issue_refund, requires_approval=True)]))
+    flow.edge("refund", fg.END)
+
+    result = flow.run("Refund A-1")
+    assert result.waiting is not None and result.waiting.kind == "approval"
+    line = node_line(result.render().source, "refund")
+
+    assert WAITING in line and 'style="rounded,filled,dashed,bold"' in line
+    assert "waiting: Approve the call<br/>issue_refund({&quot;order_i…</b>" in line
+    assert "style n_refund stroke:#d97706" in result.to_mermaid()
+
+
+def test_a_run_waiting_inside_a_sub_flow_marks_the_sub_flow() -> None:
+    inner = fg.Flow("check")
+    inner.edge(fg.START, fg.ToolStep("prepare", lambda: 1))
+    inner.edge("prepare", fg.Human("ok", prompt="OK?"))
+    inner.edge("ok", fg.END)
+    outer = fg.Flow("outer")
+    outer.edge(fg.START, inner)
+    outer.edge(inner, fg.END)
+
+    result = outer.run("go")
+    dot = result.render().source
+
+    (cluster,) = [line for line in dot.splitlines() if "· sub-flow" in line]
+    assert WAITING in cluster and 'style="rounded,dashed,bold"' in cluster
+    assert "<b>waiting: OK?</b>" in cluster
+    assert dot.count(WAITING) == 1  # the sub-flow, not its node inside
+    mermaid = result.to_mermaid()
+    assert 'subgraph n_check ["check · sub-flow<br/>waiting: OK?"]' in mermaid
+    assert "style n_check stroke:#d97706" in mermaid
+    compact = result.render(detail="compact").source
+    assert WAITING in node_line(compact, "check") and "waiting: OK?" in compact
+    assert 'n_check[/"check<br/>waiting: OK?"/]' in result.to_mermaid(detail="compact")
+
+
+def test_a_completed_run_has_no_stop_to_mark() -> None:
+    result = steps_flow().run("go")
+
+    assert WAITING not in result.render().source
+    assert result.to_mermaid() == steps_flow().to_mermaid()
