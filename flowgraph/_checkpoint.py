@@ -30,12 +30,14 @@ Phase = Literal["next", "visit", "exit"]
 StoredStatus = Literal["running", "waiting", "completed", "failed"]
 
 
-class Position(BaseModel):
+@dataclass(slots=True)
+class Position:
     """Where a run (or a sub-flow running inside it) stands at a commit.
 
     ``phase`` is ``"next"`` when the edge to ``node`` was chosen and its visit has not
     begun, ``"visit"`` while ``node`` is being visited, and ``"exit"`` when the visit
-    ended and the node's exit hooks and edges come next.
+    ended and the node's exit hooks and edges come next. A plain dataclass: one is
+    made at every step, and most are never stored.
     """
 
     node: str
@@ -51,6 +53,33 @@ class Position(BaseModel):
     usage: Usage | None = None
     """A sub-flow's usage so far (it joins the parent's when the sub-flow ends)."""
 
+    def dump(self) -> dict[str, Any]:
+        """The position as JSON data (``output`` is JSON data already)."""
+        return {
+            "node": self.node,
+            "phase": self.phase,
+            "step": self.step,
+            "turn": self.turn,
+            "pending": self.pending,
+            "handoff": self.handoff,
+            "output": self.output,
+            "usage": self.usage.model_dump() if self.usage is not None else None,
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Position:
+        usage = data.get("usage")
+        return cls(
+            node=data["node"],
+            phase=data["phase"],
+            step=data["step"],
+            turn=data.get("turn", 0),
+            pending=data.get("pending", False),
+            handoff=data.get("handoff"),
+            output=data.get("output"),
+            usage=Usage.model_validate(usage) if usage is not None else None,
+        )
+
 
 WaitKind = Literal["human", "interrupt", "approval"]
 
@@ -64,12 +93,14 @@ class Waiting(BaseModel):
     kind: WaitKind = "human"
 
 
-@dataclass
+@dataclass(slots=True)
 class Commit:
-    """One commit of a run, everything in it ready for JSON.
+    """One commit of a run.
 
     Lists are appended to what earlier commits hold: ``messages`` start at index
-    ``messages_from`` of the conversation. ``context`` is None when unchanged.
+    ``messages_from`` of the conversation. ``context`` is None when unchanged. The
+    trace and chat entries are ``StepRecord`` and ``ChatResult`` models as the run
+    made them, or their JSON data when read back from a file; the rest is JSON data.
     """
 
     run_id: str
@@ -86,9 +117,14 @@ class Commit:
     context: str | None = None
     context_type: str | None = None
     path: list[str] = field(default_factory=list)
-    trace: list[dict[str, Any]] = field(default_factory=list)
-    chats: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[Any] = field(default_factory=list)
+    chats: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    inner: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    """The entries appended to the path, trace, chats and notes of the sub-flows
+    running inside the run, by where each runs (the steps of the runs around it,
+    as in ``"3"`` or ``"3.2"``); a sub-flow's own entries join its parent's once it
+    ends."""
     output: Any = None
     replies: dict[str, Any] = field(default_factory=dict)
     waiting: Waiting | None = None
@@ -102,72 +138,47 @@ class Commit:
     def conversation_length(self) -> int:
         return self.messages_from + len(self.messages)
 
-    def state(self) -> dict[str, Any]:
-        """The small, replaced-each-time part of the commit, as JSON-ready data."""
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "positions": [position.model_dump(mode="json") for position in self.positions],
-            "usage": self.usage.model_dump(),
-            "usage_by_node": {name: u.model_dump() for name, u in self.usage_by_node.items()},
-            "context_type": self.context_type,
-            "output": self.output,
-            "replies": self.replies,
-            "waiting": self.waiting.model_dump() if self.waiting else None,
-            "parent": self.parent,
-            "started": self.started,
-        }
-
-    def logs(self) -> dict[str, list[Any]]:
-        """The appended entries (path, trace, chats, notes) that are not empty."""
-        entries: dict[str, list[Any]] = {
-            "path": self.path,
-            "trace": self.trace,
-            "chats": self.chats,
-            "notes": self.notes,
-        }
-        return {name: items for name, items in entries.items() if items}
+    @property
+    def boundary(self) -> bool:
+        """Whether this commit ends a step (its edge chosen) or the run's status:
+        the points a run can be forked from, kept as commits of their own."""
+        return self.status != "running" or (
+            bool(self.positions) and self.positions[0].phase == "next"
+        )
 
 
-def commit_from_rows(
-    run_id: str,
-    flow: str,
-    seq: int,
-    step: int,
-    state: dict[str, Any],
-    messages_from: int,
-    messages: list[Message],
-    context: str | None,
-    logs: dict[str, list[Any]],
-    created: float,
-) -> Commit:
-    """A ``Commit`` rebuilt from what a store kept (``state()`` and ``logs()``)."""
-    waiting = state.get("waiting")
-    return Commit(
-        run_id=run_id,
-        flow=flow,
-        seq=seq,
-        status=state["status"],
-        reason=state["reason"],
-        step=step,
-        positions=[Position.model_validate(item) for item in state["positions"]],
-        messages_from=messages_from,
-        messages=messages,
-        usage=Usage.model_validate(state["usage"]),
-        usage_by_node={k: Usage.model_validate(v) for k, v in state["usage_by_node"].items()},
-        context=context,
-        context_type=state.get("context_type"),
-        output=state.get("output"),
-        replies=state.get("replies") or {},
-        waiting=Waiting.model_validate(waiting) if waiting else None,
-        parent=state.get("parent"),
-        started=state.get("started") or created,
-        created=created,
-        path=list(logs.get("path", ())),
-        trace=list(logs.get("trace", ())),
-        chats=list(logs.get("chats", ())),
-        notes=list(logs.get("notes", ())),
+def absorb(earlier: Commit, later: Commit) -> Commit | None:
+    """``later`` carrying ``earlier``'s entries too, so that ``earlier`` need not be
+    stored on its own; None if ``earlier`` is a boundary or the two do not join."""
+    if earlier.boundary or later.messages_from != earlier.conversation_length:
+        return None
+    context_changed = later.context is not None
+    return replace(
+        later,
+        messages_from=earlier.messages_from,
+        messages=earlier.messages + later.messages,
+        path=earlier.path + later.path,
+        trace=earlier.trace + later.trace,
+        chats=earlier.chats + later.chats,
+        notes=earlier.notes + later.notes,
+        inner=join_inner(earlier.inner, later.inner),
+        context=later.context if context_changed else earlier.context,
+        context_type=later.context_type if context_changed else earlier.context_type,
     )
+
+
+def join_inner(
+    earlier: dict[str, dict[str, list[Any]]], later: dict[str, dict[str, list[Any]]]
+) -> dict[str, dict[str, list[Any]]]:
+    """Sub-flow entries of two commits, one after the other."""
+    if not earlier or not later:
+        return later or earlier
+    joined = {where: dict(logs) for where, logs in earlier.items()}
+    for where, logs in later.items():
+        into = joined.setdefault(where, {})
+        for name, items in logs.items():
+            into[name] = into.get(name, []) + items
+    return joined
 
 
 def fold(commits: Sequence[Commit]) -> Commit:
@@ -175,7 +186,7 @@ def fold(commits: Sequence[Commit]) -> Commit:
     last = commits[-1]
     messages: list[Message] = []
     snapshot = replace(last, messages_from=0, messages=messages, path=[], trace=[], chats=[])
-    snapshot.notes = []
+    snapshot.notes, snapshot.inner = [], {}
     for commit in commits:
         del messages[commit.messages_from :]
         messages.extend(commit.messages)
@@ -183,6 +194,7 @@ def fold(commits: Sequence[Commit]) -> Commit:
         snapshot.trace.extend(commit.trace)
         snapshot.chats.extend(commit.chats)
         snapshot.notes.extend(commit.notes)
+        snapshot.inner = join_inner(snapshot.inner, commit.inner)
         if commit.context is not None:
             snapshot.context = commit.context
             snapshot.context_type = commit.context_type

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from flowgraph._run import Run
 
 
+LOGS = ("path", "trace", "chats", "notes")  # a sub-flow's logs, as Commit.inner names them
+
+
 class Journal:
     """Commits a root run's progress to ``store``."""
 
@@ -47,6 +50,11 @@ class Journal:
         self.parent = parent
         self.started = started or time.time()
         self.last: Commit | None = None
+        self.committed = time.monotonic()  # when the last commit was made
+        # Entries of each running sub-flow's logs committed, by where it runs.
+        self.inner: dict[str, tuple[int, ...]] = {}
+        # Usage copies by node ("" for the run), and the totals they were taken at.
+        self._usage: dict[str, tuple[tuple[int, int, int], Usage]] = {}
 
     @classmethod
     def following(cls, store: Checkpointer, snapshot: Commit) -> Journal:
@@ -67,6 +75,10 @@ class Journal:
             started=snapshot.started,
         )
         journal.last = snapshot
+        journal.inner = {
+            where: tuple(len(logs.get(name, ())) for name in LOGS)
+            for where, logs in snapshot.inner.items()
+        }
         return journal
 
     def commit(
@@ -80,6 +92,11 @@ class Journal:
         """Commit what changed in ``run`` since the last commit; return the commit."""
         context, context_type = dump_context(run.ctx.context, run.run_id)
         self.seq += 1
+        messages, path, trace = run.messages, run.path, run.trace
+        usage = self._snapshot("", run.usage)
+        inner: dict[str, dict[str, list[Any]]] = {}
+        if run.child is not None:
+            positions, inner = self._sub_flows(run, positions)
         commit = Commit(
             run_id=run.run_id,
             flow=run.plan.flow.name,
@@ -89,27 +106,81 @@ class Journal:
             step=run.step,
             positions=positions,
             messages_from=self.messages,
-            messages=run.messages[self.messages :],
-            usage=run.usage.model_copy(),
-            usage_by_node={name: usage.model_copy() for name, usage in run.usage_by_node.items()},
+            messages=messages[self.messages :],
+            usage=usage,
+            usage_by_node=self._by_node(run, usage),
             context=None if context == self.context else context,
             context_type=context_type,
-            path=run.path[self.path :],
-            trace=[record.model_dump(mode="json") for record in run.trace[self.trace :]],
-            chats=[chat.model_dump(mode="json") for chat in run.chats[self.chats :]],
+            path=path[self.path :],
+            trace=trace[self.trace :],
+            chats=run.chats[self.chats :],
             notes=run.notes[self.notes :],
-            output=jsonable(run.output),
-            replies=dict(run.replies),
+            inner=inner,
+            output=run.output if _plain(run.output) else jsonable(run.output),
+            replies=dict(run.replies) if run.replies else {},
             waiting=waiting,
             parent=self.parent,
             started=self.started,
         )
-        self.messages, self.path = len(run.messages), len(run.path)
-        self.trace, self.chats, self.notes = len(run.trace), len(run.chats), len(run.notes)
+        self.messages, self.path, self.trace = len(messages), len(path), len(trace)
+        self.chats, self.notes = len(run.chats), len(run.notes)
         self.context = context
         self.store.commit(commit)
         self.last = commit
+        self.committed = time.monotonic()
         return commit
+
+    def _sub_flows(
+        self, run: Run, positions: list[Position]
+    ) -> tuple[list[Position], dict[str, dict[str, list[Any]]]]:
+        """The positions with each running sub-flow's usage, and what the sub-flows
+        appended to their logs (a sub-flow's usage and logs join its parent's only
+        when it ends)."""
+        entries: dict[str, dict[str, list[Any]]] = {}
+        counts: dict[str, tuple[int, ...]] = {}
+        steps = [str(position.step) for position in positions]
+        placed = positions[:1]
+        child, depth = run.child, 1
+        while child is not None and depth < len(positions):
+            where = ".".join(steps[:depth])
+            usage = self._snapshot(f"\0{where}", child.usage)  # \0: no node name
+            placed.append(replace(positions[depth], usage=usage))
+            logs: tuple[list[Any], ...] = (child.path, child.trace, child.chats, child.notes)
+            done = self.inner.get(where, (0, 0, 0, 0))
+            new = {
+                name: items[start:]
+                for name, items, start in zip(LOGS, logs, done, strict=True)
+                if len(items) > start
+            }
+            if new:
+                entries[where] = new
+            counts[where] = tuple(len(items) for items in logs)
+            child, depth = child.child, depth + 1
+        self.inner = counts  # only the sub-flows running now: the others have ended
+        return placed + positions[depth:], entries
+
+    def _by_node(self, run: Run, usage: Usage) -> dict[str, Usage]:
+        """The usage by node, the last commit's map again while the run's usage is
+        the same (every request counts for both)."""
+        last = self.last
+        if (
+            last is not None
+            and last.usage is usage
+            and len(last.usage_by_node) == len(run.usage_by_node)
+        ):
+            return last.usage_by_node
+        return {name: self._snapshot(name, u) for name, u in run.usage_by_node.items()}
+
+    def _snapshot(self, name: str, usage: Usage) -> Usage:
+        """A copy of ``usage`` as it is now, shared with earlier commits while it is
+        unchanged (most commits change one node's usage, or none)."""
+        totals = (usage.requests, usage.prompt_tokens, usage.completion_tokens)
+        kept = self._usage.get(name)
+        if kept is not None and kept[0] == totals:
+            return kept[1]
+        copy = Usage(requests=totals[0], prompt_tokens=totals[1], completion_tokens=totals[2])
+        self._usage[name] = (totals, copy)
+        return copy
 
     def mark(self, run: Run, status: StoredStatus, reason: str) -> None:
         """Commit a new status over the last commit, and nothing else: what the run did
@@ -137,10 +208,17 @@ class Journal:
         self.last = commit
 
 
+def _plain(value: Any) -> bool:
+    return value is None or type(value) in (str, int, float, bool)
+
+
 def jsonable(value: Any) -> Any:
     """``value`` as JSON data: pydantic models and the like converted, anything else
     as its text (a node's output is kept for show, not computed with)."""
     return to_jsonable_python(value, fallback=str)
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # made once
 
 
 def dump_context(context: Any, run_id: str) -> tuple[str, str | None]:
@@ -149,7 +227,7 @@ def dump_context(context: Any, run_id: str) -> tuple[str, str | None]:
         kind = type(context)
         return context.model_dump_json(), f"{kind.__module__}:{kind.__qualname__}"
     try:
-        return json.dumps(context, separators=(",", ":"), ensure_ascii=False), None
+        return _ENCODE(context), None
     except (TypeError, ValueError) as exc:
         raise RunError(
             f"run {run_id}: the context variables cannot be stored as JSON "
@@ -206,7 +284,8 @@ def restore(plan: Plan, snapshot: Commit, max_steps: int) -> Run:
     run.usage_by_node.update({name: u.model_copy() for name, u in snapshot.usage_by_node.items()})
     run.output = snapshot.output
     run.replies.update(snapshot.replies)
-    run.resume = [position.model_copy() for position in snapshot.positions]
+    run.resume = [replace(position) for position in snapshot.positions]
+    run.inner_logs = snapshot.inner
     return run
 
 

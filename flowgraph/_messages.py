@@ -23,15 +23,17 @@ class HistoryError(ValueError):
     """The conversation breaks the tool-call pairing rule; the message says where."""
 
 
-def check_history(messages: Sequence[Mapping[str, Any]]) -> None:
+def check_history(messages: Sequence[Mapping[str, Any]], start: int = 0) -> None:
     """Raise ``HistoryError`` unless every tool call has exactly one answer, in place.
 
     Each assistant message with ``tool_calls`` must be followed directly by one tool
     message per call id (in any order), and a tool message may only answer a call
-    of the assistant message just before its block.
+    of the assistant message just before its block. ``start`` skips a prefix already
+    found valid: a valid history leaves no call unanswered, so nothing carries over.
     """
     pending: set[str] = set()
-    for index, message in enumerate(messages):
+    for index in range(start, len(messages)):
+        message = messages[index]
         role = message.get("role")
         if role == "tool":
             call_id = message.get("tool_call_id")
@@ -51,6 +53,30 @@ def check_history(messages: Sequence[Mapping[str, Any]]) -> None:
             pending.add(call["id"])
     if pending:
         raise HistoryError(f"the tool calls {sorted(pending)} are not answered")
+
+
+class HistoryCheck:
+    """``check_history`` for one conversation that grows between requests: each check
+    reads only the messages added since the last one found valid.
+
+    Conversations are append-only (users add messages through hooks); if the checked
+    prefix is no longer in place (its last message is not where it was), the whole
+    conversation is checked again.
+    """
+
+    __slots__ = ("_count", "_last")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._last: Mapping[str, Any] | None = None
+
+    def check(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        count = self._count
+        if count and (len(messages) < count or messages[count - 1] is not self._last):
+            count = 0
+        check_history(messages, count)
+        self._count = len(messages)
+        self._last = messages[-1] if messages else None
 
 
 def check_injectable(message: object) -> Message:

@@ -13,7 +13,7 @@ from flowgraph._context import RunContext, Usage
 from flowgraph._edges import Edge
 from flowgraph._errors import DeadlineExceeded, ModelError, RunError, UsageError
 from flowgraph._hooks import HookContext, HookSet
-from flowgraph._messages import HistoryError, Message, check_history
+from flowgraph._messages import HistoryCheck, HistoryError, Message, check_history
 from flowgraph._models import Completion, Model
 from flowgraph._result import RunResult, Status, StepRecord
 from flowgraph._retry import DEFAULT_REQUEST_RETRY, DeadlinePassed, Retry, retrying, transient
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from flowgraph._nested import ChatResult
     from flowgraph._nodes import Node
     from flowgraph._plan import Plan
+
+
+WORTH_SAVING = 0.001  # seconds of work inside a visit worth a commit of their own
 
 
 class Pause(BaseException):
@@ -78,6 +81,8 @@ class Run:
         self.position: Position | None = None
         self.child: Run | None = None  # the sub-flow running inside this run's visit
         self.resume: list[Position] = []  # where a resumed run (and its sub-flows) stood
+        # A resumed root run's sub-flow log entries, by where each ran (Commit.inner).
+        self.inner_logs: dict[str, dict[str, list[Any]]] = {}
         self.at: Position | None = None  # the resumed visit's position, for the node to take
         self.replies: dict[str, Any] = {}
         self.deadline: float | None = parent.deadline if parent is not None else None
@@ -86,6 +91,7 @@ class Run:
         self.run_id = run_id
         self.max_steps = max_steps
         self.messages = messages
+        self.history = HistoryCheck()  # of ``messages``, checked before each request
         self.usage = Usage()
         self.usage_by_node: dict[str, Usage] = {}
         self.path: list[str] = []
@@ -120,19 +126,28 @@ class Run:
         own = [self.position] if self.position is not None else []
         return own + self.child.positions() if self.child is not None else own
 
-    async def checkpoint(self, position: Position, *, durable: bool = False) -> None:
-        """Note ``position`` and commit the run there; ``durable`` waits for the store."""
-        if self.parent is not None:
-            position.usage = self.usage.model_copy()
+    async def checkpoint(
+        self, position: Position, *, durable: bool = False, inside: bool = False
+    ) -> None:
+        """Note ``position`` and commit the run there; ``durable`` waits for the store.
+
+        A point ``inside`` a visit (an agent between its requests and tool calls) is
+        committed only if it is ``durable`` or the work since the last commit took
+        ``WORTH_SAVING`` seconds or more: redoing less after a crash costs less than
+        committing it every time.
+        """
         self.position = position
         root = self.root
-        if root.journal is None:
+        journal = root.journal
+        if journal is None:
+            return
+        if inside and not durable and time.monotonic() - journal.committed < WORTH_SAVING:
             return
         if self.parent is None and position.phase == "next":
             root.replies.clear()  # a step boundary: the replies were used
-        root.journal.commit(root, root.positions(), "running")
+        journal.commit(root, root.positions(), "running")
         if durable:
-            await root.journal.store.flush()
+            await journal.store.flush()
 
     def call_key(self, call: str) -> str:
         """A key naming one call at this point of the run, stable when it is resumed:
@@ -203,16 +218,14 @@ class Run:
         response_format: dict[str, Any] | None = None,
         retry: Retry | None = None,
         timeout: float | None = None,
+        checked: bool = False,
     ) -> Completion:
         """Send one request for ``node`` (with ``model``, by default the node's) after
-        checking the history, retrying as ``retry`` (else the flow's, else the
-        model's policy) allows; count its usage for the node and the run."""
-        try:
-            check_history(messages)
-        except HistoryError as exc:
-            raise RunError(
-                f"node {node!r} would send a broken conversation: {exc}", node=node
-            ) from exc
+        checking the history (unless the caller ``checked`` it), retrying as ``retry``
+        (else the flow's, else the model's policy) allows; count its usage for the
+        node and the run."""
+        if not checked:
+            self.check_history(node, messages)
         model = model or self.model_of(self.plan.nodes.get(node))
         flow = self.plan.flow
         policy = retry or flow.retry or getattr(model, "retry", None) or DEFAULT_REQUEST_RETRY
@@ -242,6 +255,21 @@ class Run:
             node_usage = self.usage_by_node[node] = Usage()
         node_usage.add(completion.usage)
         return completion
+
+    def check_history(
+        self, node: str, messages: list[Message], history: HistoryCheck | None = None
+    ) -> None:
+        """Refuse to send a conversation whose tool calls are not answered in place;
+        ``history`` checks only what was added since its last check."""
+        try:
+            if history is None:
+                check_history(messages)
+            else:
+                history.check(messages)
+        except HistoryError as exc:
+            raise RunError(
+                f"node {node!r} would send a broken conversation: {exc}", node=node
+            ) from exc
 
     async def after_completion(self, node: Node, completion: Message | None) -> None:
         """Run the flow's and the node's after_completion hooks at this safe point."""

@@ -33,9 +33,7 @@ async def execute(run: Run) -> RunResult:
             if edge.target == END.name:
                 return await _end(run, END, "reached END")
             node = run.plan.nodes[edge.target]
-            await run.checkpoint(
-                Position.model_construct(node=node.name, phase="next", step=run.step)
-            )
+            await run.checkpoint(Position(node=node.name, phase="next", step=run.step))
             visit = await _step(run, node)
     except Pause as pause:
         if run.parent is not None:
@@ -93,7 +91,7 @@ async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
         run.step += 1
         run.path.append(node.name)
     run.ctx.node, run.ctx.step = node.name, run.step
-    run.position = Position.model_construct(node=node.name, phase="visit", step=run.step)
+    run.position = Position(node=node.name, phase="visit", step=run.step)
     hooks = run.hooks
     if hooks.wants("node_enter") and not resumed:
         await hooks.emit("node_enter", NodeEvent(run.run_id, run.step, node.name, node.kind))
@@ -126,7 +124,7 @@ async def _exit(run: Run, node: Node, visit: Visit, started: float, usage_before
 
 
 async def _end(run: Run, node: Node, reason: str) -> RunResult:
-    run.position = Position.model_construct(node=node.name, phase="exit", step=run.step)
+    run.position = Position(node=node.name, phase="exit", step=run.step)
     if run.parent is not None:
         return run.result("completed", reason)
     return await run.settle("completed", reason)

@@ -45,6 +45,7 @@ class SubFlow(Node):
         if run.resume:  # the parent was resumed inside this sub-flow: so is the child
             child.resume, run.resume = run.resume, []
             child.usage.add(child.resume[0].usage or Usage())
+            _restore_logs(child, run)
         run.child = child
         try:
             result = await execute(child)
@@ -56,6 +57,19 @@ class SubFlow(Node):
         _merge(run, child, self.name)
         run.ctx.context = result.context
         return Visit(output=result.output, inner=result)
+
+
+def _restore_logs(child: Run, run: Run) -> None:
+    """Give a resumed sub-flow the path, trace, chats and notes it had made."""
+    from flowgraph._nested import ChatResult
+    from flowgraph._result import StepRecord
+
+    where = ".".join(str(position.step) for position in run.root.positions())
+    logs = run.root.inner_logs.pop(where, {})
+    child.path.extend(logs.get("path", ()))
+    child.trace.extend(StepRecord.model_validate(record) for record in logs.get("trace", ()))
+    child.chats.extend(ChatResult.model_validate(chat) for chat in logs.get("chats", ()))
+    child.notes.extend(logs.get("notes", ()))
 
 
 def _merge(run: Run, child: Run, name: str) -> None:

@@ -18,7 +18,7 @@ from flowgraph._checkpoint import Position
 from flowgraph._edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
 from flowgraph._errors import RunError
 from flowgraph._hooks import ToolEvent
-from flowgraph._messages import Message
+from flowgraph._messages import HistoryCheck, Message
 from flowgraph._retry import NO_RETRY, retrying_on_named
 from flowgraph._run import CURRENT_CALL, CallKey
 from flowgraph._tools import Tool, ToolArgumentsError
@@ -86,6 +86,9 @@ class _Loop:
         self.run, self.agent, self.messages, self.exits = run, agent, messages, exits
         self.node, self.as_node = node, as_node
         self.tools, self.schemas = run.plan.toolset(agent, exits)
+        # The run's conversation is checked incrementally across visits; a nested
+        # chat's is short and checked per turn.
+        self.history = run.history if messages is run.messages else HistoryCheck()
 
     async def loop(self) -> Visit:
         from flowgraph._run import Visit
@@ -128,11 +131,14 @@ class _Loop:
         pending: bool = False,
         done: bool = False,
     ) -> None:
-        """Commit the visit so far. Before tool calls run the commit is durable, so a
-        resumed run answers the same calls, with the same idempotency keys."""
+        """Commit the visit so far, if it took long enough to be worth it (see
+        ``Run.checkpoint``). Before tool calls run, the commit is made and waited for
+        if a called tool takes the run context: a resumed run then answers the same
+        calls, with the same ``ctx.idempotency_key``. A tool without the context
+        cannot key its side effects, so waiting for the disk would buy it nothing."""
         if not self.as_node:
             return  # a nested chat's turn: the node is re-run as a whole
-        position = Position.model_construct(
+        position = Position(
             node=self.node,
             phase="exit" if done else "visit",
             step=self.run.step,
@@ -141,7 +147,16 @@ class _Loop:
             handoff=handoff.target if handoff is not None else None,
             output=output,
         )
-        await self.run.checkpoint(position, durable=pending)
+        await self.run.checkpoint(position, durable=pending and self._keyed(), inside=True)
+
+    def _keyed(self) -> bool:
+        """Whether a tool called in the last completion takes the run context."""
+        calls = self.messages[-1].get("tool_calls") or ()
+        for call in calls:
+            tool = self.tools.get(call["function"]["name"])
+            if tool is not None and tool.spec.context_param is not None:
+                return True
+        return False
 
     def _nudge(self) -> str:
         ways = ["answer the conversation"]
@@ -161,6 +176,7 @@ class _Loop:
                 f"the instructions of agent {agent.name!r} raised {type(exc).__name__}: {exc}",
                 node=self.node,
             ) from exc
+        self.run.check_history(self.node, self.messages, self.history)
         # An empty system message is refused by strict providers: leave it out.
         messages = (
             [{"role": "system", "content": system}, *self.messages] if system else self.messages
@@ -172,6 +188,7 @@ class _Loop:
             tools=self.schemas,
             retry=agent.retry,
             timeout=agent.request_timeout,
+            checked=True,
         )
         message = completion.message
         if message.get("content") or message.get("tool_calls"):

@@ -106,12 +106,14 @@ def test_each_commit_holds_only_what_the_step_changed(tmp_path: Path) -> None:
     assert result.steps == 200
     with sqlite3.connect(store) as db:
         sizes = [
-            len(state) + len(logs or "") + len(context or "")
-            for state, logs, context in db.execute(
-                "SELECT state, logs, context FROM commits ORDER BY seq"
+            len(data) + len(path or "") + len(context or "")
+            for data, path, context in db.execute(
+                "SELECT data, path, context FROM commits ORDER BY seq"
             )
         ]
-        messages = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        messages = db.execute(
+            "SELECT sum(json_array_length(data, '$.messages')) FROM commits"
+        ).fetchone()[0]
     assert messages == len(result.messages) == 201  # each message written once
     early, late = sorted(sizes[5:25]), sorted(sizes[-21:-1])
     assert late[10] <= early[10] + 16  # a few more digits, no more
@@ -316,3 +318,36 @@ def test_the_api_key_reaches_no_checkpoint_error_or_picture(serve: Serve, tmp_pa
         assert secret not in text
     for file in tmp_path.iterdir():
         assert secret.encode() not in file.read_bytes()
+
+
+def test_a_run_awaiting_something_has_its_last_commit_on_disk(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    seen: list[tuple[int, str]] = []
+
+    async def slow(ctx: fg.RunContext) -> str:
+        await asyncio.sleep(0.3)  # the run is quiet meanwhile: its commits get written
+        with sqlite3.connect(store) as db:
+            seen.append(db.execute("SELECT step, node FROM runs").fetchone())
+        return "done"
+
+    flow = fg.Flow("quiet")
+    flow.edge(fg.START, fg.ToolStep("first", lambda ctx: "first"))
+    flow.edge("first", fg.ToolStep("slow", slow))
+    flow.edge("slow", fg.END)
+    flow.run("go", store=store)
+
+    assert seen == [(1, "slow")]  # the step choosing 'slow' was written before it ended
+
+
+def test_a_store_written_by_another_version_is_refused_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "old.db"
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TABLE commits (run_id TEXT, seq INTEGER, state TEXT)")
+    flow = fg.Flow("any")
+    flow.edge(fg.START, fg.ToolStep("one", lambda ctx: "one"))
+    flow.edge("one", fg.END)
+
+    with pytest.raises(fg.ConfigurationError, match=r"written by another version of flowgraph"):
+        flow.run("go", store=store)

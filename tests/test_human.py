@@ -240,3 +240,29 @@ def test_a_human_node_is_drawn_with_its_question() -> None:
     assert "shape=house" in dot
     assert "asks: Approve the &lt;refund&gt;?" in dot
     assert 'n_approve[\\"approve"\\]' in flow.to_mermaid()
+
+
+def test_a_sub_flow_resumed_inside_keeps_the_steps_and_chats_it_made_before(
+    serve: Serve, tmp_path: Path
+) -> None:
+    _, model = serve(["Looks fine to me."])
+    critic = fg.Agent("critic", "You are a critic.")
+    review = fg.NestedChat("review", [fg.Chat(critic, "Review the plan.", max_turns=1)])
+    inner = fg.Flow("check", model=model)
+    inner.edge(fg.START, review)
+    inner.edge(review, fg.Human("ok", prompt="OK?"))
+    inner.edge("ok", fg.END)
+    outer = fg.Flow("outer", model=model)
+    outer.edge(fg.START, inner)
+    outer.edge(inner, fg.END)
+    store = tmp_path / "runs.db"
+
+    paused = outer.run("go", store=store)
+    assert paused.waiting is not None
+    result = outer.resume(paused.run_id, store=store, reply="fine")
+
+    [step] = result.trace
+    assert [record.node for record in step.inner] == ["review", "ok"]
+    assert [(chat.node, chat.recipient) for chat in result.chats] == [("review", "critic")]
+    assert result.chats[0].summary == "Looks fine to me."
+    assert result.usage.requests == 1

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flowgraph._messages import HistoryError, check_history
+from flowgraph._messages import HistoryCheck, HistoryError, check_history
 
 
 def calls(*ids: str) -> dict[str, Any]:
@@ -73,3 +73,28 @@ def test_a_message_between_a_call_and_its_answer_is_refused() -> None:
         check_history(
             [USER, calls("a", "b"), answer("a"), {"role": "system", "content": "x"}, answer("b")]
         )
+
+
+def test_an_incremental_check_reads_only_new_messages_and_still_catches_a_break() -> None:
+    history: list[dict[str, Any]] = [USER, calls("a"), answer("a"), DONE]
+    check = HistoryCheck()
+    check.check(history)
+    history.extend([USER, calls("b")])
+    with pytest.raises(HistoryError, match=r"^the tool calls \['b'\] are not answered$"):
+        check.check(history)
+    history.append(answer("b"))
+    check.check(history)  # the failed check kept the old prefix: 'b' is found answered
+    history.append(answer("b"))
+    with pytest.raises(HistoryError, match=r"^message 7 answers tool call 'b'"):
+        check.check(history)
+
+
+def test_an_incremental_check_starts_over_when_the_checked_prefix_was_rewritten() -> None:
+    history: list[dict[str, Any]] = [USER, calls("a"), answer("a"), DONE]
+    check = HistoryCheck()
+    check.check(history)
+    # Against the rules, someone rewrote the conversation: the prefix is checked again.
+    history[:] = [USER, calls("a"), USER, answer("a"), DONE, USER]
+    with pytest.raises(HistoryError, match=r"^message 2 \(user\) comes before"):
+        check.check(history)
+    check.check([USER])  # shorter than the checked prefix: checked from the start

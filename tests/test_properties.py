@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 import flowgraph as fg
 from flowgraph._messages import HistoryError, check_history
+from flowgraph._result import StepRecord
 from flowgraph.testing import ChatRequest, Reply, ScriptedServer, ToolCall
 
 # -- the tools, tool steps and predicates graphs are built from ---------------------------
@@ -560,11 +561,15 @@ def test_a_stored_run_folds_back_to_its_result(
         assert snapshot.usage_by_node == result.usage_by_node
         assert snapshot.step == result.steps
         assert json.loads(snapshot.context or "{}") == result.context
-        assert [record["node"] for record in snapshot.trace] == [r.node for r in result.trace]
+        stored = [StepRecord.model_validate(record) for record in snapshot.trace]
+        assert [record.node for record in stored] == [r.node for r in result.trace]
     else:  # a failure is marked on the last commit: what followed it is left out
         assert snapshot.messages == result.messages[: len(snapshot.messages)]
         assert snapshot.path == result.path[: len(snapshot.path)]
-    check_history(snapshot.messages)
+    # A run committed just before its tool calls ran ends with those calls unanswered:
+    # resuming answers them first.
+    pending = bool(snapshot.positions) and snapshot.positions[-1].pending
+    check_history(snapshot.messages[:-1] if pending else snapshot.messages)
 
 
 @pytest.fixture(scope="module")
