@@ -1,11 +1,14 @@
 """Checkpoints: what a run commits after each step, and the stores that keep it.
 
-A run commits at every safe point: after each step (once the next edge is chosen),
-before an agent's tool calls run (so a resumed run answers the same calls, with the
-same idempotency keys), after they are answered, and when it pauses, fails or ends.
-A commit holds only what changed since the last one: the new messages, the new
-path, trace, chat and note entries, the context if it changed, and the small state
-(position, usage, status). Storage grows linearly with the run.
+A run commits after each step (once the next edge is chosen) and when it pauses,
+fails or ends. Inside an agent's visit it also commits before the tool calls run
+and after they are answered, when the work since the last commit took a
+millisecond or more, and always (waiting for the store) before calling a tool that
+takes the run context, so that a resumed run answers the same calls with the same
+idempotency keys. A commit holds only what changed since the last one: the new
+messages, the new path, trace, chat and note entries (its sub-flows' too), the
+context if it changed, and the small state (position, usage, status). Storage
+grows linearly with the run.
 
 A store is anything with the ``Checkpointer`` methods; ``MemoryCheckpointer`` keeps
 commits in this process, ``SQLiteCheckpointer`` (``_sqlite.py``) in a file.
