@@ -345,7 +345,8 @@ class _Batch:
 
     def __init__(self, commits: list[Commit], encoder: _Encoder) -> None:
         self.commits = [encoder.encode(commit) for commit in commits]
-        self.runs = {commit.run_id: _run_row(commit) for commit in commits}  # each run's newest
+        newest = {commit.run_id: commit for commit in commits}
+        self.runs = {run_id: _run_row(commit) for run_id, commit in newest.items()}
 
 
 class _Encoder:
@@ -379,15 +380,19 @@ class _Encoder:
             "notes": commit.notes,
             "started": commit.started,
         }
-        optional = {
-            "reason": commit.reason,
-            "context_type": commit.context_type,
-            "replies": commit.replies,
-            "waiting": commit.waiting,
-            "parent": commit.parent,
-            "inner": commit.inner,
-        }
-        data.update((key, value) for key, value in optional.items() if value)
+        # Left out when empty, as most commits have them.
+        if commit.reason:
+            data["reason"] = commit.reason
+        if commit.context_type:
+            data["context_type"] = commit.context_type
+        if commit.replies:
+            data["replies"] = commit.replies
+        if commit.waiting:
+            data["waiting"] = commit.waiting
+        if commit.parent:
+            data["parent"] = commit.parent
+        if commit.inner:
+            data["inner"] = commit.inner
         return (
             commit.run_id,
             commit.seq,
