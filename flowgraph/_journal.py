@@ -201,6 +201,7 @@ class Journal:
             trace=[],
             chats=[],
             notes=[],
+            inner={},
             waiting=None,
             created=time.time(),
         )

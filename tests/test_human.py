@@ -266,3 +266,34 @@ def test_a_sub_flow_resumed_inside_keeps_the_steps_and_chats_it_made_before(
     assert [(chat.node, chat.recipient) for chat in result.chats] == [("review", "critic")]
     assert result.chats[0].summary == "Looks fine to me."
     assert result.usage.requests == 1
+
+
+def test_a_sub_flow_that_fails_after_a_resume_resumes_again_with_each_step_once(
+    tmp_path: Path,
+) -> None:
+    broken = [True]
+
+    def settle(ctx: fg.RunContext) -> str:
+        if broken[0]:
+            raise RuntimeError("the ledger is down")
+        return "settled"
+
+    inner = fg.Flow("check")
+    inner.edge(fg.START, fg.ToolStep("prepare", lambda ctx: "prepared"))
+    inner.edge("prepare", fg.Human("ok", prompt="OK?"))
+    inner.edge("ok", fg.ToolStep("settle", settle))
+    inner.edge("settle", fg.END)
+    outer = fg.Flow("outer")
+    outer.edge(fg.START, inner)
+    outer.edge(inner, fg.END)
+    store = tmp_path / "runs.db"
+
+    paused = outer.run("go", store=store)
+    with pytest.raises(fg.RunError, match="the ledger is down"):
+        outer.resume(paused.run_id, store=store, reply="fine")
+    broken[0] = False
+    result = outer.resume(paused.run_id, store=store)
+
+    [step] = result.trace
+    assert [record.node for record in step.inner] == ["prepare", "ok", "settle"]
+    assert result.output == "settled"
