@@ -11,6 +11,7 @@ import importlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +117,7 @@ class Journal:
             chats=run.chats[self.chats :],
             notes=run.notes[self.notes :],
             inner=inner,
-            output=run.output if _plain(run.output) else jsonable(run.output),
+            output=jsonable(run.output),
             replies=dict(run.replies) if run.replies else {},
             waiting=waiting,
             parent=self.parent,
@@ -138,11 +139,10 @@ class Journal:
         when it ends)."""
         entries: dict[str, dict[str, list[Any]]] = {}
         counts: dict[str, tuple[int, ...]] = {}
-        steps = [str(position.step) for position in positions]
         placed = positions[:1]
         child, depth = run.child, 1
         while child is not None and depth < len(positions):
-            where = ".".join(steps[:depth])
+            where = child.parent.where() if child.parent is not None else ""
             usage = self._snapshot(f"\0{where}", child.usage)  # \0: no node name
             placed.append(replace(positions[depth], usage=usage))
             logs: tuple[list[Any], ...] = (child.path, child.trace, child.chats, child.notes)
@@ -209,13 +209,11 @@ class Journal:
         self.last = commit
 
 
-def _plain(value: Any) -> bool:
-    return value is None or type(value) in (str, int, float, bool)
-
-
 def jsonable(value: Any) -> Any:
     """``value`` as JSON data: pydantic models and the like converted, anything else
     as its text (a node's output is kept for show, not computed with)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value  # most outputs: no conversion to pay for at every commit
     return to_jsonable_python(value, fallback=str)
 
 
@@ -268,19 +266,28 @@ def load_context(text: str | None, kind: str | None) -> Any:
     return target.model_validate_json(text)
 
 
-def restore(plan: Plan, snapshot: Commit, max_steps: int) -> Run:
-    """A run rebuilt from its folded commits, ready to go on from its positions."""
+def restore_logs(
+    run: Run, path: Sequence[str], trace: Sequence[Any], chats: Sequence[Any], notes: Sequence[str]
+) -> None:
+    """Give ``run`` (a resumed run, or a sub-flow resumed inside it) the path, trace,
+    chats and notes it had made, as stored."""
     from flowgraph._nested import ChatResult
     from flowgraph._result import StepRecord
+
+    run.path.extend(path)
+    run.trace.extend(StepRecord.model_validate(record) for record in trace)
+    run.chats.extend(ChatResult.model_validate(chat) for chat in chats)
+    run.notes.extend(notes)
+
+
+def restore(plan: Plan, snapshot: Commit, max_steps: int) -> Run:
+    """A run rebuilt from its folded commits, ready to go on from its positions."""
     from flowgraph._run import Run
 
     context = load_context(snapshot.context, snapshot.context_type)
     run = Run(plan, list(snapshot.messages), context, snapshot.run_id, max_steps)
     run.step = snapshot.step
-    run.path.extend(snapshot.path)
-    run.trace.extend(StepRecord.model_validate(record) for record in snapshot.trace)
-    run.chats.extend(ChatResult.model_validate(chat) for chat in snapshot.chats)
-    run.notes.extend(snapshot.notes)
+    restore_logs(run, snapshot.path, snapshot.trace, snapshot.chats, snapshot.notes)
     run.usage.add(snapshot.usage)
     run.usage_by_node.update({name: u.model_copy() for name, u in snapshot.usage_by_node.items()})
     run.output = snapshot.output

@@ -149,11 +149,21 @@ class Run:
         if durable:
             await journal.store.flush()
 
+    def where(self) -> str:
+        """The steps of the root run and of each sub-flow down to this one, as in
+        ``"3.2"``: names a point of the run, and where a sub-flow in it runs."""
+        steps: list[str] = []
+        run: Run | None = self
+        while run is not None:
+            if run.position is not None:
+                steps.append(str(run.position.step))
+            run = run.parent
+        return ".".join(reversed(steps))
+
     def call_key(self, call: str) -> str:
         """A key naming one call at this point of the run, stable when it is resumed:
         the run id, the step of the run and of each sub-flow, and ``call``."""
-        steps = ".".join(str(position.step) for position in self.root.positions())
-        return f"{self.run_id}:{steps or self.step}:{call}"
+        return f"{self.run_id}:{self.where() or self.step}:{call}"
 
     def interrupt(self, prompt: str, kind: WaitKind = "interrupt", key: str | None = None) -> Any:
         """The reply to ``prompt`` if the run was resumed with one, else pause the run."""

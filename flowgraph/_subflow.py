@@ -61,15 +61,16 @@ class SubFlow(Node):
 
 def _restore_logs(child: Run, run: Run) -> None:
     """Give a resumed sub-flow the path, trace, chats and notes it had made."""
-    from flowgraph._nested import ChatResult
-    from flowgraph._result import StepRecord
+    from flowgraph._journal import restore_logs
 
-    where = ".".join(str(position.step) for position in run.root.positions())
-    logs = run.root.inner_logs.pop(where, {})
-    child.path.extend(logs.get("path", ()))
-    child.trace.extend(StepRecord.model_validate(record) for record in logs.get("trace", ()))
-    child.chats.extend(ChatResult.model_validate(chat) for chat in logs.get("chats", ()))
-    child.notes.extend(logs.get("notes", ()))
+    logs = run.root.inner_logs.pop(run.where(), {})
+    restore_logs(
+        child,
+        logs.get("path", []),
+        logs.get("trace", []),
+        logs.get("chats", []),
+        logs.get("notes", []),
+    )
 
 
 def _merge(run: Run, child: Run, name: str) -> None:
