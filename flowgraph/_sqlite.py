@@ -105,7 +105,7 @@ class SQLiteCheckpointer:
         self.quiet, self.max_wait = quiet, max_wait
         try:
             with closing(self._connect()) as db:
-                db.execute("PRAGMA journal_mode=WAL")
+                _wal(db)
                 _create(db, self.path)
         except sqlite3.Error as exc:
             raise ConfigurationError(
@@ -289,6 +289,20 @@ class SQLiteCheckpointer:
                     )
                 )
         return infos
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode. SQLite does not wait for a busy file here (another
+    process creating the tables holds it): try again until the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _create(db: sqlite3.Connection, path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +352,20 @@ def test_a_store_written_by_another_version_is_refused_with_a_clear_error(
 
     with pytest.raises(fg.ConfigurationError, match=r"written by another version of flowgraph"):
         flow.run("go", store=store)
+
+
+def test_a_new_store_opens_while_another_process_holds_the_file(tmp_path: Path) -> None:
+    """Another process creating the tables holds the file: opening waits for it (SQLite
+    does not wait by itself to switch the file to WAL)."""
+    path = tmp_path / "runs.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE other (a)")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        store = fg.SQLiteCheckpointer(path)
+    finally:
+        release.join()
+        holder.close()
+    assert fg.Flow("any").runs(store) == []
