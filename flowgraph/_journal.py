@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import importlib
 import json
+import json.encoder
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from flowgraph._checkpoint import Checkpointer, Commit, Position, Waiting
+from flowgraph._checkpoint import Checkpointer, Commit, Position, Spent, Waiting, spent, usage_of
 from flowgraph._context import Usage
 from flowgraph._errors import RunError, UsageError
 
@@ -54,8 +55,8 @@ class Journal:
         self.committed = time.monotonic()  # when the last commit was made
         # Entries of each running sub-flow's logs committed, by where it runs.
         self.inner: dict[str, tuple[int, ...]] = {}
-        # Usage copies by node ("" for the run), and the totals they were taken at.
-        self._usage: dict[str, tuple[tuple[int, int, int], Usage]] = {}
+        # The usage last committed, by node ("" for the run).
+        self._usage: dict[str, Spent] = {}
 
     @classmethod
     def following(cls, store: Checkpointer, snapshot: Commit) -> Journal:
@@ -94,7 +95,7 @@ class Journal:
         context, context_type = dump_context(run.ctx.context, run.run_id)
         self.seq += 1
         messages, path, trace = run.messages, run.path, run.trace
-        usage = self._snapshot("", run.usage)
+        usage = self._spent("", run.usage)
         inner: dict[str, dict[str, list[Any]]] = {}
         if run.child is not None:
             positions, inner = self._sub_flows(run, positions)
@@ -143,7 +144,7 @@ class Journal:
         child, depth = run.child, 1
         while child is not None and depth < len(positions):
             where = child.parent.where() if child.parent is not None else ""
-            usage = self._snapshot(f"\0{where}", child.usage)  # \0: no node name
+            usage = self._spent(f"\0{where}", child.usage)  # \0: no node name
             placed.append(replace(positions[depth], usage=usage))
             logs: tuple[list[Any], ...] = (child.path, child.trace, child.chats, child.notes)
             done = self.inner.get(where, (0, 0, 0, 0))
@@ -159,7 +160,7 @@ class Journal:
         self.inner = counts  # only the sub-flows running now: the others have ended
         return placed + positions[depth:], entries
 
-    def _by_node(self, run: Run, usage: Usage) -> dict[str, Usage]:
+    def _by_node(self, run: Run, usage: Spent) -> dict[str, Spent]:
         """The usage by node, the last commit's map again while the run's usage is
         the same (every request counts for both)."""
         last = self.last
@@ -169,18 +170,17 @@ class Journal:
             and len(last.usage_by_node) == len(run.usage_by_node)
         ):
             return last.usage_by_node
-        return {name: self._snapshot(name, u) for name, u in run.usage_by_node.items()}
+        return {name: self._spent(name, u) for name, u in run.usage_by_node.items()}
 
-    def _snapshot(self, name: str, usage: Usage) -> Usage:
-        """A copy of ``usage`` as it is now, shared with earlier commits while it is
+    def _spent(self, name: str, usage: Usage) -> Spent:
+        """``usage`` as it is now; the same object as in earlier commits while it is
         unchanged (most commits change one node's usage, or none)."""
-        totals = (usage.requests, usage.prompt_tokens, usage.completion_tokens)
+        now = spent(usage)
         kept = self._usage.get(name)
-        if kept is not None and kept[0] == totals:
-            return kept[1]
-        copy = Usage(requests=totals[0], prompt_tokens=totals[1], completion_tokens=totals[2])
-        self._usage[name] = (totals, copy)
-        return copy
+        if kept == now:
+            return kept
+        self._usage[name] = now
+        return now
 
     def mark(self, run: Run, status: StoredStatus, reason: str) -> None:
         """Commit a new status over the last commit, and nothing else: what the run did
@@ -217,7 +217,32 @@ def jsonable(value: Any) -> Any:
     return to_jsonable_python(value, fallback=str)
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # made once
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def _c_encoder() -> Callable[[Any], str]:
+    """json's C encoder made once (``JSONEncoder.encode`` makes one per call, which
+    costs more than encoding a small context). It does not look for cycles: a cycle
+    ends in RecursionError, and ``_ENCODER`` then tells what is wrong."""
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
+    if make is None:  # a Python without json's C accelerator
+        return _ENCODER.encode
+    no_cycle_check, indent, sort_keys, skip_keys, allow_nan = None, None, False, False, True
+    chunks = make(
+        no_cycle_check,
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        indent,
+        ":",
+        ",",
+        sort_keys,
+        skip_keys,
+        allow_nan,
+    )
+    return lambda value: "".join(chunks(value, 0))
+
+
+_ENCODE = _c_encoder()
 
 
 def dump_context(context: Any, run_id: str) -> tuple[str, str | None]:
@@ -227,6 +252,10 @@ def dump_context(context: Any, run_id: str) -> tuple[str, str | None]:
         return context.model_dump_json(), f"{kind.__module__}:{kind.__qualname__}"
     try:
         return _ENCODE(context), None
+    except (TypeError, ValueError, RecursionError):
+        pass  # encode again, checking for cycles, to say what is wrong
+    try:
+        return _ENCODER.encode(context), None
     except (TypeError, ValueError) as exc:
         raise RunError(
             f"run {run_id}: the context variables cannot be stored as JSON "
@@ -288,8 +317,8 @@ def restore(plan: Plan, snapshot: Commit, max_steps: int) -> Run:
     run = Run(plan, list(snapshot.messages), context, snapshot.run_id, max_steps)
     run.step = snapshot.step
     restore_logs(run, snapshot.path, snapshot.trace, snapshot.chats, snapshot.notes)
-    run.usage.add(snapshot.usage)
-    run.usage_by_node.update({name: u.model_copy() for name, u in snapshot.usage_by_node.items()})
+    run.usage.add(usage_of(snapshot.usage))
+    run.usage_by_node.update({name: usage_of(u) for name, u in snapshot.usage_by_node.items()})
     run.output = snapshot.output
     run.replies.update(snapshot.replies)
     run.resume = [replace(position) for position in snapshot.positions]
@@ -320,7 +349,6 @@ async def fork_run(
         parent=run_id,
         started=time.time(),
         created=time.time(),
-        usage=Usage.model_validate(snapshot.usage.model_dump()),
     )
     if context is not None:
         fork.context, fork.context_type = dump_context(context, fork.run_id)

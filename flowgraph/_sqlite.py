@@ -40,11 +40,22 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from flowgraph._checkpoint import Commit, Position, RunInfo, Waiting, absorb, fold, upto
+from flowgraph._checkpoint import (
+    Commit,
+    Position,
+    RunInfo,
+    Spent,
+    Waiting,
+    absorb,
+    as_spent,
+    fold,
+    upto,
+    usage_of,
+)
 from flowgraph._context import Usage
 from flowgraph._errors import ConfigurationError, StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -63,9 +74,8 @@ CREATE INDEX IF NOT EXISTS runs_by_update ON runs (updated);
 CREATE TABLE IF NOT EXISTS commits (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    step INTEGER NOT NULL,
+    first INTEGER NOT NULL,
     path TEXT,
-    context TEXT,
     data TEXT NOT NULL,
     created REAL NOT NULL,
     UNIQUE (run_id, seq)
@@ -168,7 +178,7 @@ class SQLiteCheckpointer:
                 self._timer = None
             if buffered:
                 try:
-                    batch = _Batch(_coalesce(buffered), self._encoder)
+                    batch = _Batch(buffered, self._encoder)
                 except Exception as exc:
                     self._fail(exc)
                     return
@@ -247,16 +257,16 @@ class SQLiteCheckpointer:
     def _load(self, run_id: str, step: int | None) -> Commit | None:
         with self._reading() as db:
             db.execute("BEGIN")  # one snapshot for both queries
-            flow = db.execute("SELECT flow FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            run = db.execute(
+                "SELECT run_id, flow, parent, created FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
             rows = db.execute(
-                "SELECT seq, step, path, context, data, created FROM commits "
-                "WHERE run_id = ? ORDER BY seq",
-                (run_id,),
+                "SELECT path, data FROM commits WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
             db.execute("COMMIT")
-        if flow is None:
+        if run is None:
             return None
-        commits = upto(_decode(run_id, flow[0], rows), step)
+        commits = upto(_decode(run, rows), step)
         return fold(commits) if commits else None
 
     def _list(self, flow: str | None, limit: int) -> list[RunInfo]:
@@ -329,21 +339,18 @@ def _create(db: sqlite3.Connection, path: str) -> None:
 
 
 def _coalesce(commits: list[Commit]) -> list[Commit]:
-    """The commits to write: each one made inside a step folded into its run's next."""
-    kept: list[Commit] = []
-    latest: dict[str, int] = {}  # run id -> index in kept of its newest commit
-    for commit in commits:
-        index = latest.get(commit.run_id)
-        joined = absorb(kept[index], commit) if index is not None else None
-        if joined is not None and index is not None:
-            kept[index] = joined
-        else:
-            latest[commit.run_id] = len(kept)
+    """One run's commits to write: each one made inside a step folded into the next."""
+    kept = commits[:1]
+    for commit in commits[1:]:
+        joined = absorb(kept[-1], commit)
+        if joined is None:
             kept.append(commit)
+        else:
+            kept[-1] = joined
     return kept
 
 
-COMMIT_COLUMNS = "run_id, seq, step, path, context, data, created"
+COMMIT_COLUMNS = "run_id, seq, first, path, data, created"
 RUN_COLUMNS = "run_id, flow, status, step, node, reason, usage, parent, created, updated, seq"
 ON_RUN_CONFLICT = (
     " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, step = excluded.step, "
@@ -355,67 +362,101 @@ ROWS_PER_STATEMENT = 500  # 11 columns each: well under SQLite's 32,766 variable
 
 class _Batch:
     """Commits encoded as rows, on the event loop's thread: encoding is Python work,
-    and Python work in the writer thread would fight the run for the GIL."""
+    and Python work in the writer thread would fight the run for the GIL. One row
+    (a segment) per run holds all its commits in the batch."""
 
     def __init__(self, commits: list[Commit], encoder: _Encoder) -> None:
-        self.commits = [encoder.encode(commit) for commit in commits]
-        newest = {commit.run_id: commit for commit in commits}
-        self.runs = {run_id: _run_row(commit) for run_id, commit in newest.items()}
+        by_run: dict[str, list[Commit]] = {}
+        for commit in commits:
+            by_run.setdefault(commit.run_id, []).append(commit)
+        self.segments = [encoder.segment(_coalesce(run)) for run in by_run.values()]
+        self.runs = [_run_row(run[-1]) for run in by_run.values()]
 
 
 class _Encoder:
-    """Encodes commits, each run's usage by node only where it changed.
+    """Encodes one run's commits as a segment: a row of one JSON text.
 
-    The journal shares a node's usage copy between commits while it is unchanged,
-    so "changed" is "another object than last written"; a flow's commits then cost
-    the same however many nodes it has.
+    The text holds the segment's new messages, in order, and one entry per commit
+    (see ``_entry``); the row's ``path`` column, the nodes the commits entered (read
+    alone to list runs). Each run's usage by node is written only where it changed:
+    the journal shares a node's usage copy between commits while it is unchanged, so
+    "changed" is "another object than last written", and a flow's commits cost the
+    same however many nodes it has.
     """
 
     def __init__(self) -> None:
-        self._written: dict[str, dict[str, Usage]] = {}  # run id -> usage by node written
+        self._written: dict[str, dict[str, Spent]] = {}  # run id -> usage by node written
 
-    def encode(self, commit: Commit) -> tuple[Any, ...]:
+    def segment(self, commits: list[Commit]) -> tuple[Any, ...]:
+        messages: list[Any] = []
+        path: list[str] = []
+        entries = []
+        for commit in commits:
+            entries.append(self._entry(commit))
+            messages += commit.messages
+            path += commit.path
+        last = commits[-1]
+        return (
+            last.run_id,
+            last.seq,
+            commits[0].seq,
+            _json(path) if path else None,
+            _json({"messages": messages, "commits": entries}),
+            last.created,
+        )
+
+    def _entry(self, commit: Commit) -> dict[str, Any]:
+        """A commit as JSON data, its lists as counts where the segment holds them, and
+        its optional fields only when set."""
+        entry: dict[str, Any] = {
+            "seq": commit.seq,
+            "step": commit.step,
+            "status": commit.status,
+            "at": [position.dump() for position in commit.positions],
+            "from": commit.messages_from,
+            "n": len(commit.messages),
+            "usage": commit.usage,
+            "created": commit.created,
+        }
+        by_node = self._by_node(commit)
+        if by_node:
+            entry["by_node"] = by_node
+        if commit.path:
+            entry["path"] = len(commit.path)
+        if commit.context is not None:
+            entry["context"] = commit.context
+        for name in OPTIONAL:
+            value = getattr(commit, name)
+            if value:
+                entry[name] = value
+        return entry
+
+    def _by_node(self, commit: Commit) -> dict[str, Spent]:
         written = self._written.get(commit.run_id, {})
-        by_node = {n: u for n, u in commit.usage_by_node.items() if written.get(n) is not u}
+        changed = {
+            name: usage
+            for name, usage in commit.usage_by_node.items()
+            if written.get(name) is not usage
+        }
         if commit.status == "running":
             self._written[commit.run_id] = commit.usage_by_node
         else:  # ended or paused: a resumed run starts over with new objects
             self._written.pop(commit.run_id, None)
-        data: dict[str, Any] = {
-            "status": commit.status,
-            "positions": [position.dump() for position in commit.positions],
-            "usage": commit.usage,
-            "by_node": by_node,
-            "output": commit.output,
-            "from": commit.messages_from,
-            "messages": commit.messages,
-            "trace": commit.trace,
-            "chats": commit.chats,
-            "notes": commit.notes,
-            "started": commit.started,
-        }
-        # Left out when empty, as most commits have them.
-        if commit.reason:
-            data["reason"] = commit.reason
-        if commit.context_type:
-            data["context_type"] = commit.context_type
-        if commit.replies:
-            data["replies"] = commit.replies
-        if commit.waiting:
-            data["waiting"] = commit.waiting
-        if commit.parent:
-            data["parent"] = commit.parent
-        if commit.inner:
-            data["inner"] = commit.inner
-        return (
-            commit.run_id,
-            commit.seq,
-            commit.step,
-            _json(commit.path) if commit.path else None,
-            commit.context,
-            _json(data),
-            commit.created,
-        )
+        return changed
+
+
+# A commit's fields written only when set (most commits have none of them).
+OPTIONAL = (
+    "trace",
+    "chats",
+    "notes",
+    "inner",
+    "output",
+    "reason",
+    "context_type",
+    "replies",
+    "waiting",
+)
 
 
 def _write(db: sqlite3.Connection, batches: list[_Batch]) -> None:
@@ -424,11 +465,11 @@ def _write(db: sqlite3.Connection, batches: list[_Batch]) -> None:
     Rows go in by multi-row INSERTs, not ``executemany``: each statement hands the
     GIL back and forth with the event loop's thread once, not once per row.
     """
-    commits = [row for batch in batches for row in batch.commits]
-    runs = list({run: row for batch in batches for run, row in batch.runs.items()}.values())
+    segments = [row for batch in batches for row in batch.segments]
+    runs = list({row[0]: row for batch in batches for row in batch.runs}.values())
     db.execute("BEGIN IMMEDIATE")
     try:
-        _insert(db, "INSERT OR REPLACE INTO commits", COMMIT_COLUMNS, commits, "")
+        _insert(db, "INSERT OR REPLACE INTO commits", COMMIT_COLUMNS, segments, "")
         _insert(db, "INSERT INTO runs", RUN_COLUMNS, runs, ON_RUN_CONFLICT)
         db.execute("COMMIT")
     except BaseException:
@@ -452,43 +493,62 @@ def _insert(
         )
 
 
-def _decode(run_id: str, flow: str, rows: list[tuple[Any, ...]]) -> list[Commit]:
-    """A run's commits back from their rows, in order."""
-    commits = []
-    by_node: dict[str, Usage] = {}
-    for seq, step, path, context, text, created in rows:
+def _decode(run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]) -> list[Commit]:
+    """A run's commits back from its segments, in order. ``run``: its id, flow, parent
+    and start, as the runs table holds them."""
+    commits: list[Commit] = []
+    by_node: dict[str, Spent] = {}
+    for path_text, text in rows:
         data = json.loads(text)
-        by_node = {**by_node, **{n: Usage.model_validate(u) for n, u in data["by_node"].items()}}
-        waiting = data.get("waiting")
-        commits.append(
-            Commit(
-                run_id=run_id,
-                flow=flow,
-                seq=seq,
-                status=data["status"],
-                reason=data.get("reason", ""),
-                step=step,
-                positions=[Position.load(item) for item in data["positions"]],
-                messages_from=data["from"],
-                messages=data["messages"],
-                usage=Usage.model_validate(data["usage"]),
-                usage_by_node=by_node,
-                context=context,
-                context_type=data.get("context_type"),
-                path=json.loads(path) if path else [],
-                trace=data["trace"],
-                chats=data["chats"],
-                notes=data["notes"],
-                output=data["output"],
-                replies=data.get("replies") or {},
-                waiting=Waiting.model_validate(waiting) if waiting else None,
-                parent=data.get("parent"),
-                inner=data.get("inner") or {},
-                started=data["started"] or created,
-                created=created,
-            )
-        )
+        messages, path = data["messages"], json.loads(path_text) if path_text else []
+        said = entered = 0  # messages and path entries taken by the commits so far
+        for entry in data["commits"]:
+            if "by_node" in entry:
+                changed = {name: as_spent(u) for name, u in entry["by_node"].items()}
+                by_node = {**by_node, **changed}
+            new, steps = entry["n"], entry.get("path", 0)
+            taken = messages[said : said + new], path[entered : entered + steps]
+            commits.append(_commit(run, entry, *taken, by_node))
+            said, entered = said + new, entered + steps
     return commits
+
+
+def _commit(
+    run: tuple[str, str, str | None, float],
+    entry: dict[str, Any],
+    messages: list[Any],
+    path: list[str],
+    by_node: dict[str, Spent],
+) -> Commit:
+    """One commit back from its segment entry, given its messages and path."""
+    run_id, flow, parent, started = run
+    waiting = entry.get("waiting")
+    return Commit(
+        run_id=run_id,
+        flow=flow,
+        seq=entry["seq"],
+        status=entry["status"],
+        reason=entry.get("reason", ""),
+        step=entry["step"],
+        positions=[Position.load(item) for item in entry["at"]],
+        messages_from=entry["from"],
+        messages=messages,
+        usage=as_spent(entry["usage"]),
+        usage_by_node=by_node,
+        context=entry.get("context"),
+        context_type=entry.get("context_type"),
+        path=path,
+        trace=entry.get("trace", []),
+        chats=entry.get("chats", []),
+        notes=entry.get("notes", []),
+        output=entry.get("output"),
+        replies=entry.get("replies") or {},
+        waiting=Waiting.model_validate(waiting) if waiting else None,
+        parent=parent,
+        inner=entry.get("inner") or {},
+        started=started,
+        created=entry["created"],
+    )
 
 
 def _run_row(commit: Commit) -> tuple[Any, ...]:
@@ -499,7 +559,7 @@ def _run_row(commit: Commit) -> tuple[Any, ...]:
         commit.step,
         commit.positions[0].node if commit.positions else None,
         commit.reason,
-        _json(commit.usage.model_dump()),
+        _json(usage_of(commit.usage).model_dump()),
         commit.parent,
         commit.started or commit.created,
         commit.created,

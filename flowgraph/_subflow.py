@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowgraph._checkpoint import usage_of
 from flowgraph._context import Usage
 from flowgraph._nodes import Node
 
@@ -44,7 +45,7 @@ class SubFlow(Node):
         )
         if run.resume:  # the parent was resumed inside this sub-flow: so is the child
             child.resume, run.resume = run.resume, []
-            child.usage.add(child.resume[0].usage or Usage())
+            child.usage.add(usage_of(child.resume[0].usage or (0, 0, 0)))
             _restore_logs(child, run)
         run.child = child
         try:

@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 import flowgraph as fg
+from flowgraph._checkpoint import usage_of
 from flowgraph.testing import ChatRequest, error, tool_call
 
 from .conftest import Serve
@@ -65,7 +66,7 @@ def test_a_stored_run_reads_back_as_it_ended(serve: Serve, tmp_path: Path) -> No
     assert snapshot.messages == result.messages
     assert snapshot.path == result.path == ["triage", "refund", "receipt"]
     assert json.loads(snapshot.context or "{}") == {"vip": True, "refunded": "A-1"}
-    assert snapshot.usage == result.usage
+    assert usage_of(snapshot.usage) == result.usage
     assert [record["node"] for record in snapshot.trace] == result.path
     assert snapshot.status == "completed"
     assert snapshot.reason == "reached END"
@@ -106,17 +107,20 @@ def test_each_commit_holds_only_what_the_step_changed(tmp_path: Path) -> None:
 
     assert result.steps == 200
     with sqlite3.connect(store) as db:
-        sizes = [
-            len(data) + len(path or "") + len(context or "")
-            for data, path, context in db.execute(
-                "SELECT data, path, context FROM commits ORDER BY seq"
+        # Each row holds the commits of a batch: their entries, and their new messages.
+        entries = [
+            len(entry)
+            for (entry,) in db.execute(
+                "SELECT entry.value FROM commits, json_each(commits.data, '$.commits') AS entry "
+                "ORDER BY commits.seq, entry.key"
             )
         ]
         messages = db.execute(
             "SELECT sum(json_array_length(data, '$.messages')) FROM commits"
         ).fetchone()[0]
+    assert len(entries) == 201  # one per step (START's folded into the first), the end
     assert messages == len(result.messages) == 201  # each message written once
-    early, late = sorted(sizes[5:25]), sorted(sizes[-21:-1])
+    early, late = sorted(entries[5:25]), sorted(entries[-21:-1])
     assert late[10] <= early[10] + 16  # a few more digits, no more
 
 

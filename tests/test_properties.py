@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import flowgraph as fg
+from flowgraph._checkpoint import usage_of
 from flowgraph._messages import HistoryError, check_history
 from flowgraph._result import StepRecord
 from flowgraph.testing import ChatRequest, Reply, ScriptedServer, ToolCall
@@ -557,8 +558,8 @@ def test_a_stored_run_folds_back_to_its_result(
     if error is None:
         assert snapshot.messages == result.messages
         assert snapshot.path == result.path
-        assert snapshot.usage == result.usage
-        assert snapshot.usage_by_node == result.usage_by_node
+        assert usage_of(snapshot.usage) == result.usage
+        assert {n: usage_of(u) for n, u in snapshot.usage_by_node.items()} == result.usage_by_node
         assert snapshot.step == result.steps
         assert json.loads(snapshot.context or "{}") == result.context
         stored = [StepRecord.model_validate(record) for record in snapshot.trace]
