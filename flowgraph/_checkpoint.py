@@ -58,11 +58,15 @@ class Position:
 
     def dump(self) -> list[Any]:
         """The position as compact JSON data (``output`` is JSON data already)."""
-        head = [self.node, self.phase, self.step, self.turn, self.pending, self.handoff]
-        return [*head, self.output, self.usage]
+        head = [self.node, self.phase, self.step]
+        if self.turn or self.pending or self.handoff or self.output is not None or self.usage:
+            return [*head, self.turn, self.pending, self.handoff, self.output, self.usage]
+        return head  # most positions: the rest is left at its defaults
 
     @classmethod
     def load(cls, data: list[Any]) -> Position:
+        if len(data) == 3:
+            return cls(*data)
         node, phase, step, turn, pending, handoff, output, usage = data
         spent = None if usage is None else as_spent(usage)
         return cls(node, phase, step, turn, pending, handoff, output, spent)
@@ -142,38 +146,6 @@ class Commit:
     """When the run began (seconds since the epoch)."""
     created: float = field(default_factory=time.time)
     """When this commit was made."""
-
-    @property
-    def conversation_length(self) -> int:
-        return self.messages_from + len(self.messages)
-
-    @property
-    def boundary(self) -> bool:
-        """Whether this commit ends a step (its edge chosen) or the run's status:
-        the points a run can be forked from, kept as commits of their own."""
-        return self.status != "running" or (
-            bool(self.positions) and self.positions[0].phase == "next"
-        )
-
-
-def absorb(earlier: Commit, later: Commit) -> Commit | None:
-    """``later`` carrying ``earlier``'s entries too, so that ``earlier`` need not be
-    stored on its own; None if ``earlier`` is a boundary or the two do not join."""
-    if earlier.boundary or later.messages_from != earlier.conversation_length:
-        return None
-    context_changed = later.context is not None
-    return replace(
-        later,
-        messages_from=earlier.messages_from,
-        messages=earlier.messages + later.messages,
-        path=earlier.path + later.path,
-        trace=earlier.trace + later.trace,
-        chats=earlier.chats + later.chats,
-        notes=earlier.notes + later.notes,
-        inner=join_inner(earlier.inner, later.inner),
-        context=later.context if context_changed else earlier.context,
-        context_type=later.context_type if context_changed else earlier.context_type,
-    )
 
 
 def join_inner(

@@ -4,21 +4,19 @@ One writer thread per file and process writes commits in batches, one transactio
 each (group commit), so a hundred concurrent runs cost a few transactions, not a
 hundred, and never meet "database is locked".
 
-Commits wait in a buffer until the runs have made none for ``quiet`` seconds (5 ms:
-they await a model, a tool, a human), or the oldest has waited ``max_wait`` (100
-ms). Then they are encoded, on the event loop's thread, and handed to the writer.
-Waking the writer while runs keep the loop busy costs more than the writing: the
-two threads trade the GIL, and each trade waits for the OS to wake a thread. Within
-a batch, a commit made inside a step (between an agent's requests) is folded into
-its run's next one; each step and each status change stays a commit of its own, so
-a run can be forked from any step. ``flush`` hands everything over at once and
+Each commit is encoded as JSON when it is made, on the event loop's thread, and
+waits in a buffer until the runs have made none for ``quiet`` seconds (5 ms: they
+await a model, a tool, a human), or the oldest has waited ``max_wait`` (100 ms).
+Then the buffer is handed to the writer. Waking the writer while runs keep the loop
+busy costs more than the writing: the two threads trade the GIL, and each trade
+waits for the OS to wake a thread. ``flush`` hands everything over at once and
 waits until it is written.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
 process being killed; after a power cut the last few may be lost, as with any WAL
 database. Tables: ``runs`` (one row per run, for listing) and ``commits`` (one row
-per commit: its new messages and log entries with its small state as one JSON text,
-the path it added, the context when it changed). Nothing is rewritten as the
+per run and batch, a segment: the new messages of its commits and an entry for
+each, as one JSON text, and the path they added). Nothing is rewritten as the
 conversation grows.
 """
 
@@ -46,7 +44,6 @@ from flowgraph._checkpoint import (
     RunInfo,
     Spent,
     Waiting,
-    absorb,
     as_spent,
     fold,
     upto,
@@ -122,7 +119,8 @@ class SQLiteCheckpointer:
                 f"cannot open the run store {self.path!r}: {exc}. Give a writable file path"
             ) from exc
         self._queue: queue.SimpleQueue[_Batch | _Flush] = queue.SimpleQueue()
-        self._buffer: list[Commit] = []
+        self._buffer: list[_Encoded] = []
+        self._latest: dict[str, Commit] = {}  # each buffered run's newest commit
         self._timer: asyncio.AbstractEventLoop | None = None  # the loop a hand-over waits on
         self._first = self._last = 0.0  # when the oldest and the newest buffered commit came
         self._lock = threading.Lock()
@@ -141,12 +139,15 @@ class SQLiteCheckpointer:
     # -- writing ----------------------------------------------------------------------
 
     def commit(self, commit: Commit) -> None:
-        self._raise_failure()
+        if self._failure is not None:
+            raise self._failure
+        encoded = self._encoder.encode(commit)
         now = time.monotonic()
         with self._lock:
             if not self._buffer:
                 self._first = now
-            self._buffer.append(commit)
+            self._buffer.append(encoded)
+            self._latest[commit.run_id] = commit
             self._last = now
             timer = self._timer
         if timer is not None and timer.is_running():
@@ -175,14 +176,10 @@ class SQLiteCheckpointer:
         with self._handing:
             with self._lock:
                 buffered, self._buffer = self._buffer, []
+                latest, self._latest = self._latest, {}
                 self._timer = None
             if buffered:
-                try:
-                    batch = _Batch(buffered, self._encoder)
-                except Exception as exc:
-                    self._fail(exc)
-                    return
-                self._queue.put(batch)
+                self._queue.put(_Batch(buffered, latest))
 
     async def flush(self) -> None:
         self._hand_over()
@@ -225,10 +222,6 @@ class SQLiteCheckpointer:
         failure.__cause__ = exc
         self._failure = failure
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
     def _flush_at_exit(self) -> None:
         self._hand_over()
         marker = _Flush()
@@ -261,7 +254,8 @@ class SQLiteCheckpointer:
                 "SELECT run_id, flow, parent, created FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
             rows = db.execute(
-                "SELECT path, data FROM commits WHERE run_id = ? ORDER BY seq", (run_id,)
+                "SELECT path, data, created FROM commits WHERE run_id = ? ORDER BY seq",
+                (run_id,),
             ).fetchall()
             db.execute("COMMIT")
         if run is None:
@@ -338,18 +332,6 @@ def _create(db: sqlite3.Connection, path: str) -> None:
         raise
 
 
-def _coalesce(commits: list[Commit]) -> list[Commit]:
-    """One run's commits to write: each one made inside a step folded into the next."""
-    kept = commits[:1]
-    for commit in commits[1:]:
-        joined = absorb(kept[-1], commit)
-        if joined is None:
-            kept.append(commit)
-        else:
-            kept[-1] = joined
-    return kept
-
-
 COMMIT_COLUMNS = "run_id, seq, first, path, data, created"
 RUN_COLUMNS = "run_id, flow, status, step, node, reason, usage, parent, created, updated, seq"
 ON_RUN_CONFLICT = (
@@ -361,102 +343,118 @@ ROWS_PER_STATEMENT = 500  # 11 columns each: well under SQLite's 32,766 variable
 
 
 class _Batch:
-    """Commits encoded as rows, on the event loop's thread: encoding is Python work,
-    and Python work in the writer thread would fight the run for the GIL. One row
-    (a segment) per run holds all its commits in the batch."""
+    """Commits as rows: one row (a segment) per run, of all its commits in the batch,
+    joined from their encoded parts (see ``_Encoder``)."""
 
-    def __init__(self, commits: list[Commit], encoder: _Encoder) -> None:
-        by_run: dict[str, list[Commit]] = {}
-        for commit in commits:
-            by_run.setdefault(commit.run_id, []).append(commit)
-        self.segments = [encoder.segment(_coalesce(run)) for run in by_run.values()]
-        self.runs = [_run_row(run[-1]) for run in by_run.values()]
+    def __init__(self, encoded: list[_Encoded], latest: dict[str, Commit]) -> None:
+        by_run: dict[str, list[_Encoded]] = {}
+        for item in encoded:
+            by_run.setdefault(item[0], []).append(item)
+        self.segments = [_segment(items) for items in by_run.values()]
+        self.runs = [_run_row(commit) for commit in latest.values()]
+
+
+# One commit, encoded when it is made: its run id, seq and time, then its entry, its
+# new messages and its path entries as JSON (the lists without their brackets).
+_Encoded = tuple[str, int, float, bytes, bytes, bytes]
+
+
+def _segment(items: list[_Encoded]) -> tuple[Any, ...]:
+    """One run's commits as a row: the segment's text is JSON made of theirs."""
+    entries = b",".join([item[3] for item in items])
+    messages = b",".join([item[4] for item in items if item[4]])
+    path = b",".join([item[5] for item in items if item[5]])
+    data = b'{"messages":[' + messages + b'],"commits":[' + entries + b"]}"
+    first, last = items[0], items[-1]
+    return (
+        last[0],
+        last[1],
+        first[1],
+        (b"[" + path + b"]").decode() if path else None,
+        data.decode(),
+        last[2],
+    )
 
 
 class _Encoder:
-    """Encodes one run's commits as a segment: a row of one JSON text.
+    """Encodes each commit when it is made, on the event loop's thread.
 
-    The text holds the segment's new messages, in order, and one entry per commit
-    (see ``_entry``); the row's ``path`` column, the nodes the commits entered (read
-    alone to list runs). Each run's usage by node is written only where it changed:
-    the journal shares a node's usage copy between commits while it is unchanged, so
-    "changed" is "another object than last written", and a flow's commits cost the
-    same however many nodes it has.
+    Encoding is Python work, and Python work in the writer thread would fight the
+    runs for the GIL; encoding at once, not at the hand-over, leaves nothing for the
+    garbage collector to walk over while the commits wait. Each run's usage by node
+    is written only where it changed: the journal shares a node's usage between
+    commits while it is unchanged, so "changed" is "another object than last
+    written", and a flow's commits cost the same however many nodes it has. The
+    output likewise.
     """
 
     def __init__(self) -> None:
-        self._written: dict[str, dict[str, Spent]] = {}  # run id -> usage by node written
+        # Run id -> the usage by node and the output last written.
+        self._written: dict[str, tuple[dict[str, Spent], Any]] = {}
 
-    def segment(self, commits: list[Commit]) -> tuple[Any, ...]:
-        messages: list[Any] = []
-        path: list[str] = []
-        entries = []
-        for commit in commits:
-            entries.append(self._entry(commit))
-            messages += commit.messages
-            path += commit.path
-        last = commits[-1]
+    def encode(self, commit: Commit) -> _Encoded:
+        try:
+            entry = to_json(self._entry(commit))
+            messages = to_json(commit.messages)[1:-1] if commit.messages else b""
+            path = to_json(commit.path)[1:-1] if commit.path else b""
+        except ValueError as exc:  # pydantic-core's errors are ValueErrors
+            raise StoreError(
+                f"run {commit.run_id}: step {commit.step} cannot be stored as JSON: {exc}"
+            ) from exc
+        return (commit.run_id, commit.seq, commit.created, entry, messages, path)
+
+    def _entry(self, commit: Commit) -> tuple[Any, ...]:
+        """A commit as JSON data, its fields in the order of ``ENTRY``: an array, as
+        there is one per step, and the encoder's time goes by the item. The fields most
+        commits leave unset go in ``extra``, with the output if it changed."""
+        written_usage, written_output = self._written.pop(commit.run_id, UNWRITTEN)
+        by_node = commit.usage_by_node
+        changed = (
+            {name: usage for name, usage in by_node.items() if written_usage.get(name) is not usage}
+            if by_node is not written_usage  # the journal shares the map while usage is the same
+            else None
+        )
+        extra = {name: getattr(commit, name) for name in EXTRA if getattr(commit, name)}
+        if commit.output is not written_output:
+            extra["output"] = commit.output
+        if commit.status == "running":  # ended or paused: a resumed run starts over
+            self._written[commit.run_id] = (by_node, commit.output)
         return (
-            last.run_id,
-            last.seq,
-            commits[0].seq,
-            _json(path) if path else None,
-            _json({"messages": messages, "commits": entries}),
-            last.created,
+            commit.seq,
+            commit.step,
+            commit.status,
+            [position.dump() for position in commit.positions],
+            commit.messages_from,
+            len(commit.messages),
+            commit.usage,
+            changed or None,
+            len(commit.path),
+            commit.context,
+            commit.trace or None,
+            extra or None,
         )
 
-    def _entry(self, commit: Commit) -> dict[str, Any]:
-        """A commit as JSON data, its lists as counts where the segment holds them, and
-        its optional fields only when set."""
-        entry: dict[str, Any] = {
-            "seq": commit.seq,
-            "step": commit.step,
-            "status": commit.status,
-            "at": [position.dump() for position in commit.positions],
-            "from": commit.messages_from,
-            "n": len(commit.messages),
-            "usage": commit.usage,
-            "created": commit.created,
-        }
-        by_node = self._by_node(commit)
-        if by_node:
-            entry["by_node"] = by_node
-        if commit.path:
-            entry["path"] = len(commit.path)
-        if commit.context is not None:
-            entry["context"] = commit.context
-        for name in OPTIONAL:
-            value = getattr(commit, name)
-            if value:
-                entry[name] = value
-        return entry
 
-    def _by_node(self, commit: Commit) -> dict[str, Spent]:
-        written = self._written.get(commit.run_id, {})
-        changed = {
-            name: usage
-            for name, usage in commit.usage_by_node.items()
-            if written.get(name) is not usage
-        }
-        if commit.status == "running":
-            self._written[commit.run_id] = commit.usage_by_node
-        else:  # ended or paused: a resumed run starts over with new objects
-            self._written.pop(commit.run_id, None)
-        return changed
-
-
-# A commit's fields written only when set (most commits have none of them).
-OPTIONAL = (
+# A commit's entry in a segment. "at": its positions; "from": where its messages start
+# in the conversation; "n" and "path": how many messages and path entries it added (the
+# segment holds them); "by_node": the usage of the nodes whose usage changed; "extra":
+# the fields of EXTRA that are set, and the output if it changed.
+ENTRY = (
+    "seq",
+    "step",
+    "status",
+    "at",
+    "from",
+    "n",
+    "usage",
+    "by_node",
+    "path",
+    "context",
     "trace",
-    "chats",
-    "notes",
-    "inner",
-    "output",
-    "reason",
-    "context_type",
-    "replies",
-    "waiting",
+    "extra",
 )
+EXTRA = ("chats", "notes", "inner", "reason", "context_type", "replies", "waiting")
+UNWRITTEN: tuple[dict[str, Spent], Any] = ({}, object())  # no usage, an output like no other
 
 
 def _write(db: sqlite3.Connection, batches: list[_Batch]) -> None:
@@ -498,17 +496,26 @@ def _decode(run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]
     and start, as the runs table holds them."""
     commits: list[Commit] = []
     by_node: dict[str, Spent] = {}
-    for path_text, text in rows:
+    output = None
+    for path_text, text, created in rows:
         data = json.loads(text)
         messages, path = data["messages"], json.loads(path_text) if path_text else []
         said = entered = 0  # messages and path entries taken by the commits so far
-        for entry in data["commits"]:
-            if "by_node" in entry:
+        for values in data["commits"]:
+            entry = dict(zip(ENTRY, values, strict=True))
+            if entry["by_node"]:
                 changed = {name: as_spent(u) for name, u in entry["by_node"].items()}
                 by_node = {**by_node, **changed}
-            new, steps = entry["n"], entry.get("path", 0)
-            taken = messages[said : said + new], path[entered : entered + steps]
-            commits.append(_commit(run, entry, *taken, by_node))
+            extra = entry.pop("extra") or {}
+            output = extra.pop("output", output)
+            new, steps = entry["n"], entry["path"]
+            entry.update(extra)
+            entry.update(
+                messages=messages[said : said + new],
+                path=path[entered : entered + steps],
+                output=output,
+            )
+            commits.append(_commit(run, entry, by_node, created))
             said, entered = said + new, entered + steps
     return commits
 
@@ -516,11 +523,10 @@ def _decode(run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]
 def _commit(
     run: tuple[str, str, str | None, float],
     entry: dict[str, Any],
-    messages: list[Any],
-    path: list[str],
     by_node: dict[str, Spent],
+    created: float,
 ) -> Commit:
-    """One commit back from its segment entry, given its messages and path."""
+    """One commit back from its segment entry (given its messages, path and output)."""
     run_id, flow, parent, started = run
     waiting = entry.get("waiting")
     return Commit(
@@ -532,22 +538,22 @@ def _commit(
         step=entry["step"],
         positions=[Position.load(item) for item in entry["at"]],
         messages_from=entry["from"],
-        messages=messages,
+        messages=entry["messages"],
         usage=as_spent(entry["usage"]),
         usage_by_node=by_node,
-        context=entry.get("context"),
+        context=entry["context"],
         context_type=entry.get("context_type"),
-        path=path,
-        trace=entry.get("trace", []),
+        path=entry["path"],
+        trace=entry["trace"] or [],
         chats=entry.get("chats", []),
         notes=entry.get("notes", []),
-        output=entry.get("output"),
-        replies=entry.get("replies") or {},
+        output=entry["output"],
+        replies=entry.get("replies", {}),
         waiting=Waiting.model_validate(waiting) if waiting else None,
         parent=parent,
-        inner=entry.get("inner") or {},
+        inner=entry.get("inner", {}),
         started=started,
-        created=entry["created"],
+        created=created,  # when its segment's last commit was made
     )
 
 

@@ -118,7 +118,7 @@ def test_each_commit_holds_only_what_the_step_changed(tmp_path: Path) -> None:
         messages = db.execute(
             "SELECT sum(json_array_length(data, '$.messages')) FROM commits"
         ).fetchone()[0]
-    assert len(entries) == 201  # one per step (START's folded into the first), the end
+    assert len(entries) == 202  # leaving START, one per step, the end
     assert messages == len(result.messages) == 201  # each message written once
     early, late = sorted(entries[5:25]), sorted(entries[-21:-1])
     assert late[10] <= early[10] + 16  # a few more digits, no more

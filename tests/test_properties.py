@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import flowgraph as fg
-from flowgraph._checkpoint import usage_of
+from flowgraph._checkpoint import Commit, usage_of
 from flowgraph._messages import HistoryError, check_history
 from flowgraph._result import StepRecord
 from flowgraph.testing import ChatRequest, Reply, ScriptedServer, ToolCall
@@ -571,6 +571,78 @@ def test_a_stored_run_folds_back_to_its_result(
     # resuming answers them first.
     pending = bool(snapshot.positions) and snapshot.positions[-1].pending
     check_history(snapshot.messages[:-1] if pending else snapshot.messages)
+
+
+class Both:
+    """A store that keeps each commit in memory and in a SQLite file."""
+
+    def __init__(self, path: str, quiet: float) -> None:
+        self.memory = fg.MemoryCheckpointer()
+        self.sqlite = fg.SQLiteCheckpointer(path, quiet=quiet, max_wait=quiet * 20)
+
+    def commit(self, commit: Commit) -> None:
+        self.memory.commit(commit)
+        self.sqlite.commit(commit)
+
+    async def flush(self) -> None:
+        await self.sqlite.flush()
+
+    async def load(self, run_id: str, *, step: int | None = None) -> Commit | None:
+        return await self.memory.load(run_id, step=step)
+
+    async def list_runs(self, flow: str | None = None, limit: int = 100) -> list[fg.RunInfo]:
+        return await self.memory.list_runs(flow, limit)
+
+
+def as_data(items: list[Any]) -> list[Any]:
+    return [item if isinstance(item, dict) else item.model_dump() for item in items]
+
+
+def same_commit(stored: Commit | None, kept: Commit | None) -> None:
+    assert (stored is None) == (kept is None)
+    if stored is None or kept is None:
+        return
+    for name in ("seq", "status", "reason", "step", "positions", "messages", "usage"):
+        assert getattr(stored, name) == getattr(kept, name), name
+    for name in ("usage_by_node", "context", "context_type", "path", "notes", "output"):
+        assert getattr(stored, name) == getattr(kept, name), name
+    assert (stored.replies, stored.waiting, stored.parent) == (kept.replies, kept.waiting, None)
+    assert as_data(stored.trace) == as_data(kept.trace)
+    assert as_data(stored.chats) == as_data(kept.chats)
+    inner = {where: {n: as_data(v) for n, v in logs.items()} for where, logs in kept.inner.items()}
+    assert stored.inner == inner
+
+
+@settings(PROPERTIES, max_examples=60)
+@given(
+    spec=graph_specs(),
+    replies=reply_lists,
+    max_steps=st.integers(1, 8),
+    quiet=st.sampled_from([0.0, 0.005]),
+)
+def test_a_sqlite_store_reads_back_what_a_memory_store_keeps(
+    tmp_path_factory: pytest.TempPathFactory,
+    spec: GraphSpec,
+    replies: list[tuple[Any, ...]],
+    max_steps: int,
+    quiet: float,
+) -> None:
+    """At every step, and however its commits were batched into rows (quiet=0 writes
+    nearly each on its own)."""
+    flow = validated(spec, ReplayModel(replies))
+    if flow is None:
+        return
+    store = Both(str(tmp_path_factory.mktemp("both") / "runs.db"), quiet)
+    result, _ = asyncio.run(drive(flow, max_steps, store))[-1]
+
+    async def both(step: int | None) -> tuple[Commit | None, Commit | None]:
+        return (
+            await store.sqlite.load(result.run_id, step=step),
+            await store.memory.load(result.run_id, step=step),
+        )
+
+    for step in [None, *range(result.steps + 1)]:
+        same_commit(*asyncio.run(both(step)))
 
 
 @pytest.fixture(scope="module")
