@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -634,6 +635,62 @@ def test_a_sqlite_store_reads_back_what_a_memory_store_keeps(
         return
     store = Both(str(tmp_path_factory.mktemp("both") / "runs.db"), quiet)
     result, _ = asyncio.run(drive(flow, max_steps, store))[-1]
+
+    async def both(step: int | None) -> tuple[Commit | None, Commit | None]:
+        return (
+            await store.sqlite.load(result.run_id, step=step),
+            await store.memory.load(result.run_id, step=step),
+        )
+
+    for step in [None, *range(result.steps + 1)]:
+        same_commit(*asyncio.run(both(step)))
+
+
+class NoteTaker:
+    """A model that calls ``note`` when the agent's turn starts, then answers."""
+
+    name = "note-taker"
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> fg.Completion:
+        usage = fg.Usage(requests=1, prompt_tokens=len(messages), completion_tokens=2)
+        if messages[-1]["role"] == "tool":
+            return fg.Completion({"role": "assistant", "content": "Noted."}, usage)
+        call = {"id": f"call_{len(messages)}", "type": "function"}
+        call["function"] = {"name": "note", "arguments": '{"text": "seen"}'}
+        return fg.Completion({"role": "assistant", "content": None, "tool_calls": [call]}, usage)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_sqlite_store_reads_back_a_run_whose_output_stays(tmp_path: Path, fails: bool) -> None:
+    """The output is written only when it changes: a failure is marked over the last
+    commit, keeping its output, and the commits are written in many rows (quiet=0)."""
+
+    def tick(ctx: fg.RunContext) -> None:
+        ctx.context["ticks"] += 1
+        if fails and ctx.context["ticks"] == 3:
+            raise ValueError("the third tick fails")
+
+    agent = fg.Agent("worker", "Work.", tools=[fg.Tool(lambda text: "noted", name="note")])
+    flow = fg.Flow("notes", model=NoteTaker())
+    flow.edge(fg.START, agent)
+    flow.edge(agent, fg.ToolStep("tick", tick))
+    flow.edge("tick", fg.END, when=lambda ctx: ctx.context["ticks"] >= 4)
+    flow.edge("tick", agent)
+    store = Both(str(tmp_path / "runs.db"), quiet=0.0)
+    if fails:
+        with pytest.raises(fg.RunError, match="the third tick fails") as caught:
+            flow.run("go", context={"ticks": 0}, store=store)
+        assert caught.value.result is not None
+        result = caught.value.result
+    else:
+        result = flow.run("go", context={"ticks": 0}, store=store)
+    assert result.steps == (6 if fails else 8)
 
     async def both(step: int | None) -> tuple[Commit | None, Commit | None]:
         return (
