@@ -414,7 +414,17 @@ class _Encoder:
             if by_node is not written_usage  # the journal shares the map while usage is the same
             else None
         )
-        extra = {name: getattr(commit, name) for name in EXTRA if getattr(commit, name)}
+        extra = {}
+        if (
+            commit.chats
+            or commit.notes
+            or commit.inner
+            or commit.reason
+            or commit.context_type
+            or commit.replies
+            or commit.waiting
+        ):  # seldom: look at each
+            extra = {name: value for name in EXTRA if (value := getattr(commit, name))}
         if commit.output is not written_output:
             extra["output"] = commit.output
         if commit.status == "running":  # ended or paused: a resumed run starts over
