@@ -12,21 +12,33 @@ model calls a tool and then answers, and a tool step.
   store's overhead. This machine is shared and noisy; pairs cancel most of it.
 - The same with a tool that takes the run context: its calls are committed, and
   waited for, before they run (so that ``ctx.idempotency_key`` holds after a crash).
+- ``--instructions``: the same 1,000-step run's CPU instructions per cycle, with and
+  without SQLite, counted by valgrind (callgrind). Unlike times, the counts repeat
+  exactly whatever else the machine does; they leave out what threads cost each
+  other, so they set a floor under the timed overhead.
+
+    python -m benchmarks.checkpoint [--instructions]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import os
+import re
+import shutil
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
 
 import flowgraph as fg
-from flowgraph._checkpoint import close_stores, open_store
+import flowgraph._run
+from flowgraph._checkpoint import open_store
 
 ANSWER = "A steady answer of some length, so that the conversation grows. " * 3
 
@@ -96,7 +108,9 @@ async def _timed(flow: fg.Flow, store: str | None) -> tuple[float, list[float]]:
     STAMPS.clear()
     started = time.perf_counter()
     await flow.arun("go", context={"ticks": 0}, store=store)
-    await close_stores()
+    checkpointer = open_store(store)
+    if checkpointer is not None:  # written already (a run's end is): only to be sure
+        await checkpointer.flush()
     seconds = time.perf_counter() - started
     return seconds, [b - a for a, b in itertools.pairwise(STAMPS)]
 
@@ -169,5 +183,64 @@ def report(figures: dict[str, Any]) -> str:
     )
 
 
+SLOWER_UNDER_VALGRIND = 50  # about: time-based thresholds are scaled to match
+
+
+def _counted(store: str, cycles: int) -> None:
+    """A warm-up run and a counted run of ``cycles`` cycles (under valgrind)."""
+    scale = SLOWER_UNDER_VALGRIND
+    flowgraph._run.WORTH_SAVING *= scale
+    checkpointer = None
+    if store != "none":
+        checkpointer = fg.SQLiteCheckpointer(store, quiet=0.005 * scale, max_wait=0.1 * scale)
+
+    async def run() -> None:  # returns None: asyncio.run formats its result, at length
+        await build(cycles, tool_calls=True).arun("go", context={"ticks": 0}, store=checkpointer)
+
+    for _ in range(2):
+        asyncio.run(run())
+
+
+def instructions() -> dict[str, float] | None:
+    """Instructions per cycle with no store and with SQLite: the difference between runs
+    of 500 and 250 cycles, so start-up and imports cancel out. None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    per_cycle: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for kind in ("none", "sqlite"):
+            counts = []
+            for cycles in (250, 500):
+                store = "none" if kind == "none" else os.path.join(folder, f"{cycles}.db")
+                command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+                command += [sys.executable, "-m", "benchmarks.checkpoint", "--counted", store]
+                done = subprocess.run(
+                    [*command, str(cycles)], cwd=root, capture_output=True, text=True, check=True
+                )
+                counts.append(int(re.findall(r"Collected : (\d+)", done.stderr)[-1]))
+            per_cycle[kind] = (counts[1] - counts[0]) / (2 * 250)  # two runs of 250 cycles more
+    return per_cycle
+
+
+def report_instructions(per_cycle: dict[str, float] | None) -> str:
+    if per_cycle is None:
+        return "checkpoint instructions: valgrind is not installed (apt-get install valgrind)"
+    none, sqlite = per_cycle["none"], per_cycle["sqlite"]
+    return (
+        f"checkpoint instructions per cycle (callgrind): {none / 1000:.0f}k with no store, "
+        f"{sqlite / 1000:.0f}k with SQLite -> overhead {sqlite / none - 1:.1%}"
+    )
+
+
 if __name__ == "__main__":
-    print(report(measure()))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--instructions", action="store_true", help="count, under valgrind")
+    parser.add_argument("--counted", nargs=2, metavar=("STORE", "CYCLES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.counted:
+        _counted(args.counted[0], int(args.counted[1]))
+    elif args.instructions:
+        print(report_instructions(instructions()))
+    else:
+        print(report(measure()))

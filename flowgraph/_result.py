@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -103,3 +104,17 @@ class RunResult(BaseModel):
         from flowgraph._render import svg
 
         return svg(self.render())
+
+    def __repr__(self) -> str:
+        """A line, not the whole conversation and trace: asyncio.run formats the result
+        it returns (Python 3.11), and a long run's would take longer than the run."""
+        short = reprlib.Repr()
+        short.maxstring = short.maxother = 60
+        short.maxlist = 6
+        return (
+            f"RunResult(status={self.status!r}, steps={self.steps}, "
+            f"path={short.repr(self.path)}, output={short.repr(self.output)}, "
+            f"run_id={self.run_id!r})"
+        )
+
+    __str__ = __repr__

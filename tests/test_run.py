@@ -256,3 +256,23 @@ def test_a_failing_inner_flow_fails_the_outer_run_keeping_both_states() -> None:
     assert isinstance(inner_error, fg.RunError)
     assert inner_error.result is not None
     assert inner_error.result.path == ["explode"]
+
+
+def test_a_long_runs_result_prints_as_one_short_line() -> None:
+    """asyncio.run formats the result it returns (Python 3.11): a repr of the whole
+    conversation and trace would cost more than the run."""
+
+    def say(ctx: fg.RunContext) -> str:
+        ctx.context["n"] += 1
+        return "x" * 200
+
+    flow = fg.Flow("chain", max_steps=500)
+    flow.edge(fg.START, fg.ToolStep("say", say))
+    flow.edge("say", fg.END, when=lambda ctx: ctx.context["n"] >= 300)
+    flow.edge("say", "say")
+    result = flow.run("go", context={"n": 0})
+
+    assert result.steps == 300
+    assert repr(result) == str(result)
+    assert repr(result).startswith("RunResult(status='completed', steps=300, path=['say', ")
+    assert len(repr(result)) < 300
