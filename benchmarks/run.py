@@ -57,6 +57,8 @@ def main() -> None:
     )
 
     print(checkpoint.report(checkpoint.measure(repeats=1 if quick else 3)))
+    if not quick:  # about two minutes under valgrind
+        print(checkpoint.report_instructions(checkpoint.instructions()))
 
     figures = render.measure(repeats=1 if quick else 3)
     print(
