@@ -11,21 +11,7 @@ import flowgraph as fg
 from flowgraph.testing import tool_call
 
 from .conftest import Serve, roles
-
-
-def said_yes(ctx: fg.RunContext) -> bool:
-    return str(ctx.last_text(("user",))).lower() == "yes"
-
-
-def approval_flow() -> fg.Flow:
-    ask = fg.Human("approve", prompt=lambda ctx: f"Refund {ctx.context['order']}?")
-    pay = fg.ToolStep("pay", lambda ctx: f"paid {ctx.context['order']}")
-    flow = fg.Flow("refunds")
-    flow.edge(fg.START, ask)
-    flow.edge(ask, pay, when=said_yes)
-    flow.edge(ask, fg.END)
-    flow.edge(pay, fg.END)
-    return flow
+from .durable_app import approval_flow
 
 
 def test_a_human_node_pauses_and_the_reply_decides(tmp_path: Path) -> None:

@@ -614,6 +614,19 @@ def same_commit(stored: Commit | None, kept: Commit | None) -> None:
     assert stored.inner == inner
 
 
+def reads_back_the_same(store: Both, run_id: str, steps: int) -> None:
+    """The run as SQLite and memory give it back: at the end, and at each step."""
+
+    async def both(step: int | None) -> tuple[Commit | None, Commit | None]:
+        return (
+            await store.sqlite.load(run_id, step=step),
+            await store.memory.load(run_id, step=step),
+        )
+
+    for step in [None, *range(steps + 1)]:
+        same_commit(*asyncio.run(both(step)))
+
+
 @settings(PROPERTIES, max_examples=60)
 @given(
     spec=graph_specs(),
@@ -635,15 +648,7 @@ def test_a_sqlite_store_reads_back_what_a_memory_store_keeps(
         return
     store = Both(str(tmp_path_factory.mktemp("both") / "runs.db"), quiet)
     result, _ = asyncio.run(drive(flow, max_steps, store))[-1]
-
-    async def both(step: int | None) -> tuple[Commit | None, Commit | None]:
-        return (
-            await store.sqlite.load(result.run_id, step=step),
-            await store.memory.load(result.run_id, step=step),
-        )
-
-    for step in [None, *range(result.steps + 1)]:
-        same_commit(*asyncio.run(both(step)))
+    reads_back_the_same(store, result.run_id, result.steps)
 
 
 class NoteTaker:
@@ -691,15 +696,7 @@ def test_a_sqlite_store_reads_back_a_run_whose_output_stays(tmp_path: Path, fail
     else:
         result = flow.run("go", context={"ticks": 0}, store=store)
     assert result.steps == (6 if fails else 8)
-
-    async def both(step: int | None) -> tuple[Commit | None, Commit | None]:
-        return (
-            await store.sqlite.load(result.run_id, step=step),
-            await store.memory.load(result.run_id, step=step),
-        )
-
-    for step in [None, *range(result.steps + 1)]:
-        same_commit(*asyncio.run(both(step)))
+    reads_back_the_same(store, result.run_id, result.steps)
 
 
 @pytest.fixture(scope="module")
