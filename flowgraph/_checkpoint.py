@@ -56,12 +56,19 @@ class Position:
     usage: Spent | None = None
     """A sub-flow's usage so far (it joins the parent's when the sub-flow ends)."""
 
+    def bare(self) -> bool:
+        """Only the node, phase and step are set (most positions): the rest is left at
+        its defaults."""
+        return not (
+            self.turn or self.pending or self.handoff or self.output is not None or self.usage
+        )
+
     def dump(self) -> list[Any]:
         """The position as compact JSON data (``output`` is JSON data already)."""
         head = [self.node, self.phase, self.step]
-        if self.turn or self.pending or self.handoff or self.output is not None or self.usage:
-            return [*head, self.turn, self.pending, self.handoff, self.output, self.usage]
-        return head  # most positions: the rest is left at its defaults
+        if self.bare():
+            return head
+        return [*head, self.turn, self.pending, self.handoff, self.output, self.usage]
 
     @classmethod
     def load(cls, data: list[Any]) -> Position:

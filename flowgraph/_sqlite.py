@@ -52,7 +52,7 @@ from flowgraph._checkpoint import (
 from flowgraph._context import Usage
 from flowgraph._errors import ConfigurationError, StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -146,7 +146,7 @@ class SQLiteCheckpointer:
         with self._lock:
             if not self._buffer:
                 self._first = now
-            self._buffer.append(encoded)
+            self._buffer.append((commit.run_id, commit.seq, commit.created, encoded, commit.path))
             self._latest[commit.run_id] = commit
             self._last = now
             timer = self._timer
@@ -254,7 +254,7 @@ class SQLiteCheckpointer:
                 "SELECT run_id, flow, parent, created FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
             rows = db.execute(
-                "SELECT path, data, created FROM commits WHERE run_id = ? ORDER BY seq",
+                "SELECT seq, first, path, data, created FROM commits WHERE run_id = ? ORDER BY seq",
                 (run_id,),
             ).fetchall()
             db.execute("COMMIT")
@@ -344,7 +344,7 @@ ROWS_PER_STATEMENT = 500  # 11 columns each: well under SQLite's 32,766 variable
 
 class _Batch:
     """Commits as rows: one row (a segment) per run, of all its commits in the batch,
-    joined from their encoded parts (see ``_Encoder``)."""
+    joined from their encoded entries (see ``_Encoder``)."""
 
     def __init__(self, encoded: list[_Encoded], latest: dict[str, Commit]) -> None:
         by_run: dict[str, list[_Encoded]] = {}
@@ -354,69 +354,69 @@ class _Batch:
         self.runs = [_run_row(commit) for commit in latest.values()]
 
 
-# One commit, encoded when it is made: its run id, seq and time, then its entry, its
-# new messages and its path entries as JSON (the lists without their brackets).
-_Encoded = tuple[str, int, float, bytes, bytes, bytes]
+# One commit, encoded when it is made: its run id, seq and time, its entry as JSON,
+# and the names of the nodes it entered (the segment's path column holds them).
+_Encoded = tuple[str, int, float, bytes, list[str]]
 
 
 def _segment(items: list[_Encoded]) -> tuple[Any, ...]:
-    """One run's commits as a row: the segment's text is JSON made of theirs."""
+    """One run's commits as a row: a JSON array of their entries, and their path."""
     entries = b",".join([item[3] for item in items])
-    messages = b",".join([item[4] for item in items if item[4]])
-    path = b",".join([item[5] for item in items if item[5]])
-    data = b'{"messages":[' + messages + b'],"commits":[' + entries + b"]}"
+    path = [name for item in items for name in item[4]]
     first, last = items[0], items[-1]
     return (
         last[0],
         last[1],
         first[1],
-        (b"[" + path + b"]").decode() if path else None,
-        data.decode(),
+        _json(path) if path else None,
+        (b"[" + entries + b"]").decode(),
         last[2],
     )
 
 
 class _Encoder:
-    """Encodes each commit when it is made, on the event loop's thread.
+    """Encodes each commit as an entry (a JSON array) when it is made, on the event
+    loop's thread.
 
     Encoding is Python work, and Python work in the writer thread would fight the
     runs for the GIL; encoding at once, not at the hand-over, leaves nothing for the
-    garbage collector to walk over while the commits wait. Each run's usage by node
-    is written only where it changed: the journal shares a node's usage between
-    commits while it is unchanged, so "changed" is "another object than last
-    written", and a flow's commits cost the same however many nodes it has. The
-    output likewise.
+    garbage collector to walk over while the commits wait. What a commit has in
+    common with the one before is left out: the journal shares the run's usage, a
+    node's usage and the output between commits while they are unchanged, so
+    "changed" is "another object than last written", and a flow's commits cost the
+    same however many nodes it has.
     """
 
     def __init__(self) -> None:
-        # Run id -> the usage by node and the output last written.
-        self._written: dict[str, tuple[dict[str, Spent], Any]] = {}
+        # Run id -> its usage, usage by node and output as last written.
+        self._written: dict[str, tuple[Spent | None, dict[str, Spent], Any]] = {}
 
-    def encode(self, commit: Commit) -> _Encoded:
+    def encode(self, commit: Commit) -> bytes:
         try:
-            entry = to_json(self._entry(commit))
-            messages = to_json(commit.messages)[1:-1] if commit.messages else b""
-            path = to_json(commit.path)[1:-1] if commit.path else b""
+            return to_json(self._entry(commit))
         except ValueError as exc:  # pydantic-core's errors are ValueErrors
             raise StoreError(
                 f"run {commit.run_id}: step {commit.step} cannot be stored as JSON: {exc}"
             ) from exc
-        return (commit.run_id, commit.seq, commit.created, entry, messages, path)
 
     def _entry(self, commit: Commit) -> tuple[Any, ...]:
         """A commit as JSON data, its fields in the order of ``ENTRY``: an array, as
         there is one per step, and the encoder's time goes by the item. The fields most
         commits leave unset go in ``extra``, with the output if it changed."""
-        written_usage, written_output = self._written.pop(commit.run_id, UNWRITTEN)
-        by_node = commit.usage_by_node
-        changed = (
-            {name: usage for name, usage in by_node.items() if written_usage.get(name) is not usage}
-            if by_node is not written_usage  # the journal shares the map while usage is the same
-            else None
+        run_id, usage, by_node, output = (
+            commit.run_id,
+            commit.usage,
+            commit.usage_by_node,
+            commit.output,
         )
-        extra = {}
+        last_usage, last_by_node, last_output = self._written.get(run_id, UNWRITTEN)
+        changed = None
+        if by_node is not last_by_node:  # the journal shares the map while usage is the same
+            changed = {name: u for name, u in by_node.items() if last_by_node.get(name) is not u}
+        extra = None
         if (
-            commit.chats
+            commit.status != "running"
+            or commit.chats
             or commit.notes
             or commit.inner
             or commit.reason
@@ -425,37 +425,93 @@ class _Encoder:
             or commit.waiting
         ):  # seldom: look at each
             extra = {name: value for name in EXTRA if (value := getattr(commit, name))}
-        if commit.output is not written_output:
-            extra["output"] = commit.output
-        if commit.status == "running":  # ended or paused: a resumed run starts over
-            self._written[commit.run_id] = (by_node, commit.output)
+            if commit.status == "running":
+                del extra["status"]
+        if output is not last_output:
+            extra = extra or {}
+            extra["output"] = output
+        if commit.status != "running":  # ended or paused: a resumed run starts over
+            self._written.pop(run_id, None)
+        elif usage is not last_usage or changed or output is not last_output:
+            self._written[run_id] = (usage, by_node, output)
+        trace = commit.trace
         return (
-            commit.seq,
             commit.step,
-            commit.status,
-            [position.dump() for position in commit.positions],
+            _at(commit.positions, commit.step),
             commit.messages_from,
-            len(commit.messages),
-            commit.usage,
+            commit.messages,
+            None if usage is last_usage else usage,
             changed or None,
             len(commit.path),
             commit.context,
-            commit.trace or None,
-            extra or None,
+            [_record(record) for record in trace] if trace else None,
+            extra,
         )
 
 
+def _at(positions: list[Position], step: int) -> str | list[list[Any]]:
+    """The positions as JSON data: most commits are on their way to a node at their
+    step (phase "next"), and then only the node's name is written."""
+    if len(positions) == 1:
+        at = positions[0]
+        if at.phase == "next" and at.step == step and at.bare():
+            return at.node
+    return [position.dump() for position in positions]
+
+
+def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
+    if isinstance(at, str):
+        return [Position(at, "next", step)]
+    return [Position.load(item) for item in at]
+
+
+def _record(record: Any) -> list[Any]:
+    """A step's record (a ``StepRecord``, or its JSON data as read back from a file) as
+    a compact array, in the order of ``RECORD``; a sub-flow's records follow in a
+    seventh item."""
+    if isinstance(record, dict):  # seldom: a fork of a run read back from a file
+        from flowgraph._result import StepRecord
+
+        record = StepRecord.model_validate(record)
+    usage = record.usage
+    compact = [
+        record.step,
+        record.node,
+        record.seconds,
+        (usage.requests, usage.prompt_tokens, usage.completion_tokens),
+        record.edge,
+        record.next,
+    ]
+    if record.inner:
+        compact.append([_record(inner) for inner in record.inner])
+    return compact
+
+
+def _unrecord(compact: list[Any]) -> dict[str, Any]:
+    """A step's record as ``StepRecord`` JSON data, back from ``_record``'s array."""
+    step, node, seconds, usage, edge, target, *inner = compact
+    return {
+        "step": step,
+        "node": node,
+        "seconds": seconds,
+        "usage": usage_of(as_spent(usage)).model_dump(),
+        "edge": edge,
+        "next": target,
+        "inner": [_unrecord(item) for item in inner[0]] if inner else [],
+    }
+
+
 # A commit's entry in a segment. "at": its positions; "from": where its messages start
-# in the conversation; "n" and "path": how many messages and path entries it added (the
-# segment holds them); "by_node": the usage of the nodes whose usage changed; "extra":
-# the fields of EXTRA that are set, and the output if it changed.
+# in the conversation; "messages": the messages it added; "usage": the run's usage,
+# null when the same as the entry before; "by_node": the usage of the nodes whose
+# usage changed; "path": how many path entries it added (the segment's path column
+# holds them); "extra": the fields of EXTRA that are set (status when not "running"),
+# and the output if it changed. A commit's seq is the segment's first plus its index.
 ENTRY = (
-    "seq",
     "step",
-    "status",
     "at",
     "from",
-    "n",
+    "messages",
     "usage",
     "by_node",
     "path",
@@ -463,8 +519,13 @@ ENTRY = (
     "trace",
     "extra",
 )
-EXTRA = ("chats", "notes", "inner", "reason", "context_type", "replies", "waiting")
-UNWRITTEN: tuple[dict[str, Spent], Any] = ({}, object())  # no usage, an output like no other
+EXTRA = ("status", "chats", "notes", "inner", "reason", "context_type", "replies", "waiting")
+RECORD = ("step", "node", "seconds", "usage", "edge", "next")  # then "inner", if any
+UNWRITTEN: tuple[Spent | None, dict[str, Spent], Any] = (
+    None,
+    {},
+    object(),
+)  # an output like no other
 
 
 def _write(db: sqlite3.Connection, batches: list[_Batch]) -> None:
@@ -503,30 +564,38 @@ def _insert(
 
 def _decode(run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]) -> list[Commit]:
     """A run's commits back from its segments, in order. ``run``: its id, flow, parent
-    and start, as the runs table holds them."""
+    and start, as the runs table holds them; ``rows``: seq, first, path, data, created."""
     commits: list[Commit] = []
+    usage: Spent = (0, 0, 0)
     by_node: dict[str, Spent] = {}
     output = None
-    for path_text, text, created in rows:
-        data = json.loads(text)
-        messages, path = data["messages"], json.loads(path_text) if path_text else []
-        said = entered = 0  # messages and path entries taken by the commits so far
-        for values in data["commits"]:
+    for seq, first, path_text, text, created in rows:
+        entries, path = json.loads(text), json.loads(path_text) if path_text else []
+        if first + len(entries) - 1 != seq:
+            raise StoreError(
+                f"the run store's segment of run {run[0]} ending at commit {seq} holds "
+                f"{len(entries)} commits, not {seq - first + 1}: the file is damaged"
+            )
+        entered = 0  # path entries taken by the commits so far
+        for index, values in enumerate(entries):
             entry = dict(zip(ENTRY, values, strict=True))
+            if entry["usage"] is not None:
+                usage = as_spent(entry["usage"])
             if entry["by_node"]:
                 changed = {name: as_spent(u) for name, u in entry["by_node"].items()}
                 by_node = {**by_node, **changed}
             extra = entry.pop("extra") or {}
             output = extra.pop("output", output)
-            new, steps = entry["n"], entry["path"]
+            steps = entry["path"]
             entry.update(extra)
             entry.update(
-                messages=messages[said : said + new],
+                seq=first + index,
+                usage=usage,
                 path=path[entered : entered + steps],
                 output=output,
             )
             commits.append(_commit(run, entry, by_node, created))
-            said, entered = said + new, entered + steps
+            entered += steps
     return commits
 
 
@@ -536,25 +605,25 @@ def _commit(
     by_node: dict[str, Spent],
     created: float,
 ) -> Commit:
-    """One commit back from its segment entry (given its messages, path and output)."""
+    """One commit back from its segment entry (given its seq, usage, path and output)."""
     run_id, flow, parent, started = run
     waiting = entry.get("waiting")
     return Commit(
         run_id=run_id,
         flow=flow,
         seq=entry["seq"],
-        status=entry["status"],
+        status=entry.get("status", "running"),
         reason=entry.get("reason", ""),
         step=entry["step"],
-        positions=[Position.load(item) for item in entry["at"]],
+        positions=_positions(entry["at"], entry["step"]),
         messages_from=entry["from"],
         messages=entry["messages"],
-        usage=as_spent(entry["usage"]),
+        usage=entry["usage"],
         usage_by_node=by_node,
         context=entry["context"],
         context_type=entry.get("context_type"),
         path=entry["path"],
-        trace=entry["trace"] or [],
+        trace=[_unrecord(record) for record in entry["trace"] or ()],
         chats=entry.get("chats", []),
         notes=entry.get("notes", []),
         output=entry["output"],

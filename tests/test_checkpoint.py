@@ -107,20 +107,16 @@ def test_each_commit_holds_only_what_the_step_changed(tmp_path: Path) -> None:
 
     assert result.steps == 200
     with sqlite3.connect(store) as db:
-        # Each row holds the commits of a batch: their entries, and their new messages.
-        entries = [
-            len(entry)
-            for (entry,) in db.execute(
-                "SELECT entry.value FROM commits, json_each(commits.data, '$.commits') AS entry "
-                "ORDER BY commits.seq, entry.key"
-            )
-        ]
-        messages = db.execute(
-            "SELECT sum(json_array_length(data, '$.messages')) FROM commits"
-        ).fetchone()[0]
+        # Each row holds the commits of a batch: an entry each, with its new messages.
+        entries = db.execute(
+            "SELECT length(entry.value), json_array_length(entry.value, '$[3]') "
+            "FROM commits, json_each(commits.data) AS entry ORDER BY commits.seq, entry.key"
+        ).fetchall()
+    messages = sum(count for _, count in entries)
+    sizes = [size for size, _ in entries]
     assert len(entries) == 202  # leaving START, one per step, the end
     assert messages == len(result.messages) == 201  # each message written once
-    early, late = sorted(entries[5:25]), sorted(entries[-21:-1])
+    early, late = sorted(sizes[5:25]), sorted(sizes[-21:-1])
     assert late[10] <= early[10] + 16  # a few more digits, no more
 
 
