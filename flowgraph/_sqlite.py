@@ -7,10 +7,12 @@ hundred, and never meet "database is locked".
 Each commit is encoded as JSON when it is made, on the event loop's thread, and
 waits in a buffer until the runs have made none for ``quiet`` seconds (5 ms: they
 await a model, a tool, a human), or the oldest has waited ``max_wait`` (100 ms).
-Then the buffer is handed to the writer. Waking the writer while runs keep the loop
-busy costs more than the writing: the two threads trade the GIL, and each trade
-waits for the OS to wake a thread. ``flush`` hands everything over at once and
-waits until it is written.
+Then the writer takes the buffer. Writing while runs keep the loop busy costs more
+than the writing: the two threads trade the GIL, and each trade waits for the OS to
+wake a thread. The writer keeps the time itself, looking at the buffer every
+``quiet`` seconds at most: a timer on the event loop would make each of the loop's
+turns dearer while commits wait. ``flush`` has the writer take everything at once,
+and waits until it is written.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
 process being killed; after a power cut the last few may be lost, as with any WAL
@@ -85,6 +87,9 @@ QUIET = 0.005
 MAX_WAIT = 0.1
 
 
+_WAKE = None  # the buffer got its first commit: the writer starts keeping the time
+
+
 class _Flush:
     def __init__(self) -> None:
         self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -118,13 +123,13 @@ class SQLiteCheckpointer:
             raise ConfigurationError(
                 f"cannot open the run store {self.path!r}: {exc}. Give a writable file path"
             ) from exc
-        self._queue: queue.SimpleQueue[_Batch | _Flush] = queue.SimpleQueue()
-        self._buffer: list[_Encoded] = []
-        self._latest: dict[str, Commit] = {}  # each buffered run's newest commit
-        self._timer: asyncio.AbstractEventLoop | None = None  # the loop a hand-over waits on
+        # _WAKE when the buffer gets its first commit; a _Flush to write it at once.
+        self._queue: queue.SimpleQueue[_Flush | None] = queue.SimpleQueue()
+        # The commits not yet handed over: a segment per run, and the closed ones.
+        self._open: dict[str, _Segment] = {}
+        self._closed: list[_Segment] = []
         self._first = self._last = 0.0  # when the oldest and the newest buffered commit came
         self._lock = threading.Lock()
-        self._handing = threading.Lock()
         self._encoder = _Encoder()
         self._failure: BaseException | None = None
         self._thread = threading.Thread(
@@ -144,45 +149,18 @@ class SQLiteCheckpointer:
         encoded = self._encoder.encode(commit)
         now = time.monotonic()
         with self._lock:
-            if not self._buffer:
-                self._first = now
-            self._buffer.append((commit.run_id, commit.seq, commit.created, encoded, commit.path))
-            self._latest[commit.run_id] = commit
+            segment = self._open.get(commit.run_id)
+            if segment is None or commit.seq != segment.seq + 1:
+                if segment is not None:  # the run went back (two journals wrote it)
+                    self._closed.append(segment)
+                elif not self._open and not self._closed:
+                    self._first = now
+                    self._queue.put(_WAKE)
+                segment = self._open[commit.run_id] = _Segment(commit.seq)
+            segment.add(commit, encoded)
             self._last = now
-            timer = self._timer
-        if timer is not None and timer.is_running():
-            return  # a hand-over is on its way
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop: nothing to wait for
-            self._hand_over()
-            return
-        self._timer = loop
-        loop.call_later(self.quiet, self._due, loop)
-
-    def _due(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Hand the buffer over if the runs went quiet or it waited long enough."""
-        if self._timer is not loop:
-            return  # handed over already (a flush); a newer timer may be waiting
-        now = time.monotonic()
-        quiet_at, latest = self._last + self.quiet, self._first + self.max_wait
-        if now < quiet_at and now < latest:
-            loop.call_later(min(quiet_at, latest) - now, self._due, loop)
-            return
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        # One hand-over at a time (the loop's and the exit's): batches go out in order.
-        with self._handing:
-            with self._lock:
-                buffered, self._buffer = self._buffer, []
-                latest, self._latest = self._latest, {}
-                self._timer = None
-            if buffered:
-                self._queue.put(_Batch(buffered, latest))
 
     async def flush(self) -> None:
-        self._hand_over()
         marker = _Flush()
         self._queue.put(marker)
         await asyncio.wrap_future(marker.done)
@@ -195,25 +173,39 @@ class SQLiteCheckpointer:
 
     def _write_loop(self) -> None:
         db = self._connect()
+        due: float | None = None  # when the buffer is to be written; None: it is empty
         while True:
-            items = [self._queue.get()]
-            while True:
-                try:
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            items: list[_Flush | None] = []
+            with contextlib.suppress(queue.Empty):
+                items.append(self._queue.get(timeout=timeout))
+                while True:
                     items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            batches = [item for item in items if isinstance(item, _Batch)]
-            if batches and self._failure is None:
+            flushes = [item for item in items if item is not None]
+            segments, due = self._take(everything=bool(flushes))
+            if segments and self._failure is None:
                 try:
-                    _write(db, batches)
+                    _write(db, segments)
                 except Exception as exc:
                     self._fail(exc)
-            for marker in items:
-                if isinstance(marker, _Flush):
-                    if self._failure is not None:
-                        marker.done.set_exception(self._failure)
-                    else:
-                        marker.done.set_result(None)
+            for marker in flushes:
+                if self._failure is not None:
+                    marker.done.set_exception(self._failure)
+                else:
+                    marker.done.set_result(None)
+
+    def _take(self, everything: bool) -> tuple[list[_Segment], float | None]:
+        """The buffered commits, if ``everything`` is asked for or they are due, and
+        when the next ones will be (None: the buffer is empty)."""
+        with self._lock:
+            if not self._open and not self._closed:
+                return [], None
+            due = min(self._last + self.quiet, self._first + self.max_wait)
+            if not everything and time.monotonic() < due:
+                return [], due
+            segments = [*self._closed, *self._open.values()]
+            self._open, self._closed = {}, []
+            return segments, None
 
     def _fail(self, exc: Exception) -> None:
         failure = StoreError(
@@ -223,7 +215,6 @@ class SQLiteCheckpointer:
         self._failure = failure
 
     def _flush_at_exit(self) -> None:
-        self._hand_over()
         marker = _Flush()
         self._queue.put(marker)
         with contextlib.suppress(Exception):  # at exit there is no one left to tell
@@ -342,36 +333,37 @@ ON_RUN_CONFLICT = (
 ROWS_PER_STATEMENT = 500  # 11 columns each: well under SQLite's 32,766 variables
 
 
-class _Batch:
-    """Commits as rows: one row (a segment) per run, of all its commits in the batch,
-    joined from their encoded entries (see ``_Encoder``)."""
+class _Segment:
+    """One run's commits in a batch, to be written as one row: their entries, encoded
+    when they were made, and the path they added. Per commit it keeps only bytes and
+    strings, in lists made once per segment: containers made per commit and kept until
+    the hand-over made the garbage collector walk the heap more often."""
 
-    def __init__(self, encoded: list[_Encoded], latest: dict[str, Commit]) -> None:
-        by_run: dict[str, list[_Encoded]] = {}
-        for item in encoded:
-            by_run.setdefault(item[0], []).append(item)
-        self.segments = [_segment(items) for items in by_run.values()]
-        self.runs = [_run_row(commit) for commit in latest.values()]
+    __slots__ = ("created", "entries", "first", "latest", "path", "seq")
 
+    def __init__(self, first: int) -> None:
+        self.first, self.seq = first, first - 1  # its first commit's seq; its last's
+        self.entries: list[bytes] = []
+        self.path: list[str] = []
+        self.latest: Commit | None = None
+        self.created = 0.0
 
-# One commit, encoded when it is made: its run id, seq and time, its entry as JSON,
-# and the names of the nodes it entered (the segment's path column holds them).
-_Encoded = tuple[str, int, float, bytes, list[str]]
+    def add(self, commit: Commit, entry: bytes) -> None:
+        self.entries.append(entry)
+        self.path += commit.path
+        self.seq, self.created, self.latest = commit.seq, commit.created, commit
 
-
-def _segment(items: list[_Encoded]) -> tuple[Any, ...]:
-    """One run's commits as a row: a JSON array of their entries, and their path."""
-    entries = b",".join([item[3] for item in items])
-    path = [name for item in items for name in item[4]]
-    first, last = items[0], items[-1]
-    return (
-        last[0],
-        last[1],
-        first[1],
-        _json(path) if path else None,
-        (b"[" + entries + b"]").decode(),
-        last[2],
-    )
+    def row(self) -> tuple[Any, ...]:
+        """The ``commits`` row: a JSON array of the entries, and the path."""
+        assert self.latest is not None
+        return (
+            self.latest.run_id,
+            self.seq,
+            self.first,
+            _json(self.path) if self.path else None,
+            (b"[" + b",".join(self.entries) + b"]").decode(),
+            self.created,
+        )
 
 
 class _Encoder:
@@ -528,17 +520,21 @@ UNWRITTEN: tuple[Spent | None, dict[str, Spent], Any] = (
 )  # an output like no other
 
 
-def _write(db: sqlite3.Connection, batches: list[_Batch]) -> None:
-    """Write the batches in one transaction.
+def _write(db: sqlite3.Connection, segments: list[_Segment]) -> None:
+    """Write the segments, and each run's newest state, in one transaction.
 
     Rows go in by multi-row INSERTs, not ``executemany``: each statement hands the
     GIL back and forth with the event loop's thread once, not once per row.
     """
-    segments = [row for batch in batches for row in batch.segments]
-    runs = list({row[0]: row for batch in batches for row in batch.runs}.values())
+    rows = [segment.row() for segment in segments]
+    latest: dict[str, Commit] = {}  # a run's closed segments come before its open one
+    for segment in segments:
+        if segment.latest is not None:
+            latest[segment.latest.run_id] = segment.latest
+    runs = [_run_row(commit) for commit in latest.values()]
     db.execute("BEGIN IMMEDIATE")
     try:
-        _insert(db, "INSERT OR REPLACE INTO commits", COMMIT_COLUMNS, segments, "")
+        _insert(db, "INSERT OR REPLACE INTO commits", COMMIT_COLUMNS, rows, "")
         _insert(db, "INSERT INTO runs", RUN_COLUMNS, runs, ON_RUN_CONFLICT)
         db.execute("COMMIT")
     except BaseException:
