@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json, to_jsonable_python
 
 from flowgraph._checkpoint import Checkpointer, Commit, Position, Spent, Waiting, spent, usage_of
 from flowgraph._context import Usage
@@ -248,9 +248,18 @@ def _c_encoder() -> Callable[[Any], str]:
 _ENCODE = _c_encoder()
 
 
+PLAIN = frozenset({str, int, bool, type(None)})  # values every JSON encoder writes alike
+
+
 def dump_context(context: Any, run_id: str) -> tuple[str, str | None]:
     """The context variables as JSON text, and the pydantic model's import path."""
-    if type(context) is not dict and isinstance(context, BaseModel):
+    if type(context) is dict:
+        for key, value in context.items():
+            if type(key) is not str or type(value) not in PLAIN:
+                break
+        else:  # most contexts: flat, of plain values; pydantic-core's encoder is faster
+            return to_json(context).decode(), None
+    elif isinstance(context, BaseModel):
         kind = type(context)
         return context.model_dump_json(), f"{kind.__module__}:{kind.__qualname__}"
     try:
