@@ -17,8 +17,8 @@ and waits until it is written.
 The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
 process being killed; after a power cut the last few may be lost, as with any WAL
 database. Tables: ``runs`` (one row per run, for listing) and ``commits`` (one row
-per run and batch, a segment: the new messages of its commits and an entry for
-each, as one JSON text, and the path they added). Nothing is rewritten as the
+per run and batch, a segment: a JSON array of an entry per commit, each with the
+messages it added, and the path they added). Nothing is rewritten as the
 conversation grows.
 """
 
@@ -126,7 +126,7 @@ class SQLiteCheckpointer:
             ) from exc
         # _WAKE when the buffer gets its first commit; a _Flush to write it at once.
         self._queue: queue.SimpleQueue[_Flush | None] = queue.SimpleQueue()
-        # The commits not yet handed over: a segment per run, and the closed ones.
+        # The commits not yet written: a segment per run, and the closed ones.
         self._open: dict[str, _Segment] = {}
         self._closed: list[_Segment] = []
         self._first = self._last = 0.0  # when the oldest and the newest buffered commit came
@@ -338,7 +338,7 @@ class _Segment:
     """One run's commits in a batch, to be written as one row: their entries, encoded
     when they were made, and the path they added. Per commit it keeps only bytes and
     strings, in lists made once per segment: containers made per commit and kept until
-    the hand-over made the garbage collector walk the heap more often."""
+    written made the garbage collector walk the heap more often."""
 
     __slots__ = ("created", "entries", "first", "latest", "path", "seq")
 
@@ -374,9 +374,9 @@ class _Encoder:
     Entries are made of small lists, dicts and numbers, which orjson encodes three
     times faster than pydantic-core (it takes pydantic models through the
     ``default`` hook). Encoding is Python work, and Python work in the writer thread
-    would fight the runs for the GIL; encoding at once, not at the hand-over, leaves nothing for the
-    garbage collector to walk over while the commits wait. What a commit has in
-    common with the one before is left out: the journal shares the run's usage, a
+    would fight the runs for the GIL; encoding at once, not when the writer takes
+    the buffer, leaves nothing for the garbage collector to walk over while the
+    commits wait. What a commit has in common with the one before is left out: the journal shares the run's usage, a
     node's usage and the output between commits while they are unchanged, so
     "changed" is "another object than last written", and a flow's commits cost the
     same however many nodes it has.
