@@ -376,10 +376,10 @@ class _Encoder:
     ``default`` hook). Encoding is Python work, and Python work in the writer thread
     would fight the runs for the GIL; encoding at once, not when the writer takes
     the buffer, leaves nothing for the garbage collector to walk over while the
-    commits wait. What a commit has in common with the one before is left out: the journal shares the run's usage, a
-    node's usage and the output between commits while they are unchanged, so
-    "changed" is "another object than last written", and a flow's commits cost the
-    same however many nodes it has.
+    commits wait. What a commit has in common with the one before is left out: the
+    journal shares the run's usage, a node's usage and the output between commits
+    while they are unchanged, so "changed" is "another object than last written",
+    and a flow's commits cost the same however many nodes it has.
     """
 
     def __init__(self) -> None:
