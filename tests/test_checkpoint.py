@@ -369,3 +369,38 @@ def test_a_new_store_opens_while_another_process_holds_the_file(tmp_path: Path) 
         release.join()
         holder.close()
     assert fg.Flow("any").runs(store) == []
+
+
+def test_values_orjson_refuses_are_stored_by_pydantic_core(tmp_path: Path) -> None:
+    """An output over 64 bits, and a key that is not a string: the entry is encoded by
+    pydantic-core instead, and reads back."""
+    flow = fg.Flow("big")
+    flow.edge(fg.START, fg.ToolStep("huge", lambda ctx: 2**80))
+    flow.edge("huge", fg.ToolStep("keyed", lambda ctx: {1: "one"}))
+    flow.edge("keyed", fg.END)
+    store = fg.SQLiteCheckpointer(tmp_path / "runs.db")
+    result = flow.run("go", store=store)
+
+    after_huge = asyncio.run(store.load(result.run_id, step=1))
+    assert after_huge is not None and after_huge.output == 2**80
+    ended = asyncio.run(store.load(result.run_id))
+    assert ended is not None and ended.output == {"1": "one"}
+    assert ended.path == ["huge", "keyed"]
+
+
+def test_a_damaged_segment_is_a_clear_error(tmp_path: Path) -> None:
+    """A row that lost an entry no longer covers its commits: reading says so, and
+    does not make up a run."""
+    flow = fg.Flow("chain")
+    flow.edge(fg.START, fg.ToolStep("one", lambda ctx: "one"))
+    flow.edge("one", fg.ToolStep("two", lambda ctx: "two"))
+    flow.edge("two", fg.END)
+    path = tmp_path / "runs.db"
+    result = flow.run("go", store=path)
+    with sqlite3.connect(path) as db:
+        [(seq, first)] = db.execute("SELECT seq, first FROM commits").fetchall()
+        assert seq - first + 1 == 4  # leaving START, two steps, the end: one batch
+        db.execute("UPDATE commits SET data = json_remove(data, '$[1]')")
+
+    with pytest.raises(fg.StoreError, match=r"holds 3 commits, not 4: the file is damaged"):
+        asyncio.run(fg.SQLiteCheckpointer(path).load(result.run_id))
