@@ -125,7 +125,7 @@ def _size(path: str) -> int:
     return int(count * size)
 
 
-def _paired(folder: str, name: str, cycles: int, pairs: int, keyed: bool) -> dict[str, float]:
+def _paired(folder: str, name: str, cycles: int, pairs: int, keyed: bool) -> dict[str, Any]:
     """Runs with no store and with SQLite, back to back in alternating order."""
     none: list[float] = []
     sqlite: list[float] = []
@@ -138,10 +138,13 @@ def _paired(folder: str, name: str, cycles: int, pairs: int, keyed: bool) -> dic
             seconds, _ = asyncio.run(_timed(flow, store))
             (none if store is None else sqlite).append(seconds)
     ratios = [with_store / alone for with_store, alone in zip(sqlite, none, strict=True)]
+    low, _, high = statistics.quantiles(ratios, n=4)  # the middle half: how noisy it was
     return {
         "none_s": statistics.median(none),
         "sqlite_s": statistics.median(sqlite),
         "overhead": statistics.median(ratios) - 1,
+        "middle": (low - 1, high - 1),
+        "pairs": pairs,
     }
 
 
@@ -162,10 +165,15 @@ def measure(repeats: int = 3) -> dict[str, Any]:
             asyncio.run(_timed(build(steps, tool_calls=True), path))
             sizes[steps] = _size(path)
         figures["sizes"] = sizes
-        pairs = 4 * repeats + 1  # ratios are noisy on a shared machine: many short pairs
+        pairs = 8 * repeats + 1  # ratios are noisy on a shared machine: many short pairs
         figures["long"] = _paired(folder, "long", 500, pairs, keyed=False)
         figures["keyed"] = _paired(folder, "keyed", 500, pairs, keyed=True)
     return figures
+
+
+def _span(paired: dict[str, Any]) -> str:
+    low, high = paired["middle"]
+    return f"{low:.0%} to {high:.0%}"
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -179,9 +187,10 @@ def report(figures: dict[str, Any]) -> str:
         f"{figures['step_sqlite_us']:.0f} us with SQLite; file size by cycles {growth} "
         f"(bytes per cycle {per_step}: flat is linear); a 1,000-step run "
         f"{long['none_s']:.2f} s with no store, {long['sqlite_s']:.2f} s with SQLite -> "
-        f"overhead {long['overhead']:.1%} (target < 20%); with a tool taking the run "
-        f"context (its calls committed and waited for before they run) "
-        f"{keyed['sqlite_s']:.2f} s -> overhead {keyed['overhead']:.1%}"
+        f"overhead {long['overhead']:.1%} (target < 20%; median of {long['pairs']} pairs, the "
+        f"middle half {_span(long)}); with a tool taking the run context (its calls "
+        f"committed and waited for before they run) {keyed['sqlite_s']:.2f} s -> overhead "
+        f"{keyed['overhead']:.1%} ({_span(keyed)})"
     )
 
 
