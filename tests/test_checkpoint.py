@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -404,3 +406,43 @@ def test_a_damaged_segment_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(fg.StoreError, match=r"holds 3 commits, not 4: the file is damaged"):
         asyncio.run(fg.SQLiteCheckpointer(path).load(result.run_id))
+
+
+def test_busy_runs_are_written_every_max_wait(tmp_path: Path) -> None:
+    """Steps that never leave the store quiet: their commits are written once the oldest
+    has waited max_wait, while the run goes on."""
+    store = fg.SQLiteCheckpointer(tmp_path / "runs.db", quiet=10.0, max_wait=0.05)
+    on_disk: list[int] = []
+
+    async def busy(ctx: fg.RunContext) -> None:
+        ctx.context["n"] += 1
+        await asyncio.sleep(0.002)  # a step every 2 ms: never quiet for 10 s
+        if ctx.context["n"] == 100:
+            with sqlite3.connect(store.path) as db:
+                on_disk.append(db.execute("SELECT max(seq) FROM commits").fetchone()[0])
+
+    flow = fg.Flow("busy", max_steps=200)
+    flow.edge(fg.START, fg.ToolStep("busy", busy))
+    flow.edge("busy", fg.END, when=lambda ctx: ctx.context["n"] >= 100)
+    flow.edge("busy", "busy")
+    flow.run("go", context={"n": 0}, store=store)
+
+    [written] = on_disk
+    assert written is not None and written >= 20  # 100 steps took >= 0.2 s: written on the way
+
+
+def test_commits_still_buffered_are_written_when_the_process_exits(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    script = (
+        "import sys, time\n"
+        "import flowgraph as fg\n"
+        "from flowgraph._checkpoint import Commit, Position\n"
+        "store = fg.SQLiteCheckpointer(sys.argv[1], quiet=60, max_wait=60)\n"
+        "store.commit(Commit('r1', 'f', 1, 'running', '', 0, [Position('START', 'exit', 0)],\n"
+        "    0, [{'role': 'user', 'content': 'hi'}], (0, 0, 0), {}, started=time.time()))\n"
+    )  # and no flush: the store writes at exit
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+
+    stored = asyncio.run(fg.SQLiteCheckpointer(path).load("r1"))
+    assert stored is not None
+    assert stored.messages == [{"role": "user", "content": "hi"}]
