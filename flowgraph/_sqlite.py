@@ -49,6 +49,7 @@ from flowgraph._checkpoint import (
     Waiting,
     as_spent,
     fold,
+    spent,
     upto,
     usage_of,
 )
@@ -467,18 +468,17 @@ def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
 
 def _record(record: Any) -> list[Any]:
     """A step's record (a ``StepRecord``, or its JSON data as read back from a file) as
-    a compact array, in the order of ``RECORD``; a sub-flow's records follow in a
-    seventh item."""
+    a compact array: step, node, seconds, usage, edge, next; a sub-flow's records
+    follow in a seventh item."""
     if isinstance(record, dict):  # seldom: a fork of a run read back from a file
         from flowgraph._result import StepRecord
 
         record = StepRecord.model_validate(record)
-    usage = record.usage
     compact = [
         record.step,
         record.node,
         record.seconds,
-        (usage.requests, usage.prompt_tokens, usage.completion_tokens),
+        spent(record.usage),
         record.edge,
         record.next,
     ]
@@ -520,12 +520,8 @@ ENTRY = (
     "extra",
 )
 EXTRA = ("status", "chats", "notes", "inner", "reason", "context_type", "replies", "waiting")
-RECORD = ("step", "node", "seconds", "usage", "edge", "next")  # then "inner", if any
-UNWRITTEN: tuple[Spent | None, dict[str, Spent], Any] = (
-    None,
-    {},
-    object(),
-)  # an output like no other
+# Nothing written yet: no usage, no usage by node, and an output like no other.
+UNWRITTEN: tuple[Spent | None, dict[str, Spent], Any] = (None, {}, object())
 
 
 def _write(db: sqlite3.Connection, segments: list[_Segment]) -> None:
