@@ -115,12 +115,14 @@ class Waiting(BaseModel):
 
 @dataclass(slots=True)
 class Commit:
-    """One commit of a run.
+    """One commit of a run: what changed since the commit before.
 
     Lists are appended to what earlier commits hold: ``messages`` start at index
-    ``messages_from`` of the conversation. ``context`` is None when unchanged. The
-    trace and chat entries are ``StepRecord`` and ``ChatResult`` models as the run
-    made them, or their JSON data when read back from a file; the rest is JSON data.
+    ``messages_from`` of the conversation. ``context`` is None when unchanged;
+    ``usage_by_node`` holds the nodes whose usage changed (``usage`` is the run's).
+    ``fold`` puts the commits together into the whole run. The trace and chat entries are
+    ``StepRecord`` and ``ChatResult`` models as the run made them, or their JSON data
+    when read back from a file; the rest is JSON data.
     """
 
     run_id: str
@@ -170,12 +172,16 @@ def join_inner(
 
 
 def fold(commits: Sequence[Commit]) -> Commit:
-    """The whole run as one commit: the last state, every log, the full conversation."""
+    """The whole run as one commit: the last state, every log, the full conversation,
+    the usage of the run and of every node."""
     last = commits[-1]
     messages: list[Message] = []
     snapshot = replace(last, messages_from=0, messages=messages, path=[], trace=[], chats=[])
     snapshot.notes, snapshot.inner = [], {}
+    by_node: dict[str, Spent] = {}
+    snapshot.usage_by_node = by_node
     for commit in commits:
+        by_node.update(commit.usage_by_node)
         del messages[commit.messages_from :]
         messages.extend(commit.messages)
         snapshot.path.extend(commit.path)

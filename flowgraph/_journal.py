@@ -20,7 +20,6 @@ from pydantic import BaseModel
 from pydantic_core import to_json, to_jsonable_python
 
 from flowgraph._checkpoint import Checkpointer, Commit, Position, Spent, Waiting, spent, usage_of
-from flowgraph._context import Usage
 from flowgraph._errors import RunError, UsageError
 
 if TYPE_CHECKING:
@@ -55,8 +54,9 @@ class Journal:
         self.committed = time.monotonic()  # when the last commit was made
         # Entries of each running sub-flow's logs committed, by where it runs.
         self.inner: dict[str, tuple[int, ...]] = {}
-        # The usage last committed, by node ("" for the run).
-        self._usage: dict[str, Spent] = {}
+        # The run's usage as last committed, and each node's.
+        self._usage: Spent | None = None
+        self._by_node: dict[str, Spent] = {}
 
     @classmethod
     def following(cls, store: Checkpointer, snapshot: Commit) -> Journal:
@@ -95,7 +95,7 @@ class Journal:
         context, context_type = dump_context(run.ctx.context, run.run_id)
         self.seq += 1
         messages, path, trace = run.messages, run.path, run.trace
-        usage = self._spent("", run.usage)
+        usage, by_node = self._usage_change(run)
         inner: dict[str, dict[str, list[Any]]] = {}
         if run.child is not None:
             positions, inner = self._sub_flows(run, positions)
@@ -112,7 +112,7 @@ class Journal:
             self.messages,  # messages_from
             messages[self.messages :],
             usage,
-            self._by_node(run, usage),
+            by_node,
             None if context == self.context else context,
             context_type,
             path[self.path :],
@@ -147,8 +147,7 @@ class Journal:
         child, depth = run.child, 1
         while child is not None and depth < len(positions):
             where = child.parent.where() if child.parent is not None else ""
-            usage = self._spent(f"\0{where}", child.usage)  # \0: no node name
-            placed.append(replace(positions[depth], usage=usage))
+            placed.append(replace(positions[depth], usage=spent(child.usage)))
             logs: tuple[list[Any], ...] = (child.path, child.trace, child.chats, child.notes)
             done = self.inner.get(where, (0, 0, 0, 0))
             new = {
@@ -163,27 +162,19 @@ class Journal:
         self.inner = counts  # only the sub-flows running now: the others have ended
         return placed + positions[depth:], entries
 
-    def _by_node(self, run: Run, usage: Spent) -> dict[str, Spent]:
-        """The usage by node, the last commit's map again while the run's usage is
-        the same (every request counts for both)."""
-        last = self.last
-        if (
-            last is not None
-            and last.usage is usage
-            and len(last.usage_by_node) == len(run.usage_by_node)
-        ):
-            return last.usage_by_node
-        return {name: self._spent(name, u) for name, u in run.usage_by_node.items()}
-
-    def _spent(self, name: str, usage: Usage) -> Spent:
-        """``usage`` as it is now; the same object as in earlier commits while it is
-        unchanged (most commits change one node's usage, or none)."""
-        now = spent(usage)
-        kept = self._usage.get(name)
-        if kept == now:
-            return kept
-        self._usage[name] = now
-        return now
+    def _usage_change(self, run: Run) -> tuple[Spent, dict[str, Spent]]:
+        """The run's usage, and that of the nodes whose usage grew since the last
+        commit (usage only grows; most commits follow a tool, or no work at all)."""
+        usage, nodes, kept = spent(run.usage), run.usage_by_node, self._by_node
+        if usage == self._usage and len(nodes) == len(kept):
+            return usage, {}
+        self._usage = usage
+        changed: dict[str, Spent] = {}
+        for name, node_usage in nodes.items():
+            now = spent(node_usage)
+            if kept.get(name) != now:
+                changed[name] = kept[name] = now
+        return usage, changed
 
     def mark(self, run: Run, status: StoredStatus, reason: str) -> None:
         """Commit a new status over the last commit, and nothing else: what the run did
@@ -199,6 +190,7 @@ class Journal:
             reason=reason,
             messages_from=self.messages,
             messages=[],
+            usage_by_node={},
             context=None,
             path=[],
             trace=[],

@@ -45,7 +45,6 @@ from flowgraph._checkpoint import (
     Commit,
     Position,
     RunInfo,
-    Spent,
     Waiting,
     as_spent,
     fold,
@@ -377,15 +376,12 @@ class _Encoder:
     ``default`` hook). Encoding is Python work, and Python work in the writer thread
     would fight the runs for the GIL; encoding at once, not when the writer takes
     the buffer, leaves nothing for the garbage collector to walk over while the
-    commits wait. What a commit has in common with the one before is left out: the
-    journal shares the run's usage, a node's usage and the output between commits
-    while they are unchanged, so "changed" is "another object than last written",
-    and a flow's commits cost the same however many nodes it has.
+    commits wait. A commit holds what changed, usage included; the one thing it
+    repeats is the output, which is left out while it is the object last written.
     """
 
     def __init__(self) -> None:
-        # Run id -> its usage, usage by node and output as last written.
-        self._written: dict[str, tuple[Spent | None, dict[str, Spent], Any]] = {}
+        self._outputs: dict[str, Any] = {}  # run id -> the output last written
 
     def encode(self, commit: Commit) -> bytes:
         entry = self._entry(commit)
@@ -404,45 +400,35 @@ class _Encoder:
         """A commit as JSON data, its fields in the order of ``ENTRY``: an array, as
         there is one per step, and the encoder's time goes by the item. The fields most
         commits leave unset go in ``extra``, with the output if it changed."""
-        run_id, usage, by_node, output = (
-            commit.run_id,
-            commit.usage,
-            commit.usage_by_node,
-            commit.output,
-        )
-        last_usage, last_by_node, last_output = self._written.get(run_id, UNWRITTEN)
-        changed = None
-        if by_node is not last_by_node:  # the journal shares the map while usage is the same
-            changed = {name: u for name, u in by_node.items() if last_by_node.get(name) is not u}
+        run_id, status, output, outputs = commit.run_id, commit.status, commit.output, self._outputs
         extra = None
         if (
-            commit.status != "running"
+            status != "running"
+            or commit.reason
             or commit.chats
             or commit.notes
             or commit.inner
-            or commit.reason
             or commit.context_type
             or commit.replies
             or commit.waiting
         ):  # seldom: look at each
             extra = {name: value for name in EXTRA if (value := getattr(commit, name))}
-            if commit.status == "running":
+            if status == "running":
                 del extra["status"]
-        if output is not last_output:
+        if output is not outputs.get(run_id, UNWRITTEN):
+            outputs[run_id] = output
             extra = extra or {}
             extra["output"] = output
-        if commit.status != "running":  # ended or paused: a resumed run starts over
-            self._written.pop(run_id, None)
-        elif usage is not last_usage or changed or output is not last_output:
-            self._written[run_id] = (usage, by_node, output)
+        if status != "running":  # ended or paused: a resumed run starts over
+            outputs.pop(run_id, None)
         trace = commit.trace
         return (
             commit.step,
             _at(commit.positions, commit.step),
             commit.messages_from,
             commit.messages,
-            None if usage is last_usage else usage,
-            changed or None,
+            commit.usage,
+            commit.usage_by_node or None,
             len(commit.path),
             commit.context,
             [_record(record) for record in trace] if trace else None,
@@ -502,11 +488,11 @@ def _unrecord(compact: list[Any]) -> dict[str, Any]:
 
 
 # A commit's entry in a segment. "at": its positions; "from": where its messages start
-# in the conversation; "messages": the messages it added; "usage": the run's usage,
-# null when the same as the entry before; "by_node": the usage of the nodes whose
-# usage changed; "path": how many path entries it added (the segment's path column
-# holds them); "extra": the fields of EXTRA that are set (status when not "running"),
-# and the output if it changed. A commit's seq is the segment's first plus its index.
+# in the conversation; "messages": the messages it added; "usage": the run's usage;
+# "by_node": the usage of the nodes whose usage changed; "path": how many path entries
+# it added (the segment's path column holds them); "extra": the fields of EXTRA that
+# are set (status when not "running"), and the output if it changed. A commit's seq
+# is the segment's first plus its index.
 ENTRY = (
     "step",
     "at",
@@ -520,8 +506,7 @@ ENTRY = (
     "extra",
 )
 EXTRA = ("status", "chats", "notes", "inner", "reason", "context_type", "replies", "waiting")
-# Nothing written yet: no usage, no usage by node, and an output like no other.
-UNWRITTEN: tuple[Spent | None, dict[str, Spent], Any] = (None, {}, object())
+UNWRITTEN = object()  # an output like no other: none written yet
 
 
 def _write(db: sqlite3.Connection, segments: list[_Segment]) -> None:
@@ -566,8 +551,6 @@ def _decode(run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]
     """A run's commits back from its segments, in order. ``run``: its id, flow, parent
     and start, as the runs table holds them; ``rows``: seq, first, path, data, created."""
     commits: list[Commit] = []
-    usage: Spent = (0, 0, 0)
-    by_node: dict[str, Spent] = {}
     output = None
     for seq, first, path_text, text, created in rows:
         entries, path = json.loads(text), json.loads(path_text) if path_text else []
@@ -579,35 +562,22 @@ def _decode(run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]
         entered = 0  # path entries taken by the commits so far
         for index, values in enumerate(entries):
             entry = dict(zip(ENTRY, values, strict=True))
-            if entry["usage"] is not None:
-                usage = as_spent(entry["usage"])
-            if entry["by_node"]:
-                changed = {name: as_spent(u) for name, u in entry["by_node"].items()}
-                by_node = {**by_node, **changed}
             extra = entry.pop("extra") or {}
             output = extra.pop("output", output)
             steps = entry["path"]
             entry.update(extra)
-            entry.update(
-                seq=first + index,
-                usage=usage,
-                path=path[entered : entered + steps],
-                output=output,
-            )
-            commits.append(_commit(run, entry, by_node, created))
+            entry.update(seq=first + index, path=path[entered : entered + steps], output=output)
+            commits.append(_commit(run, entry, created))
             entered += steps
     return commits
 
 
 def _commit(
-    run: tuple[str, str, str | None, float],
-    entry: dict[str, Any],
-    by_node: dict[str, Spent],
-    created: float,
+    run: tuple[str, str, str | None, float], entry: dict[str, Any], created: float
 ) -> Commit:
-    """One commit back from its segment entry (given its seq, usage, path and output)."""
+    """One commit back from its segment entry (given its seq, path and output)."""
     run_id, flow, parent, started = run
-    waiting = entry.get("waiting")
+    waiting, usage, by_node = entry.get("waiting"), entry["usage"], entry["by_node"] or {}
     return Commit(
         run_id=run_id,
         flow=flow,
@@ -618,8 +588,8 @@ def _commit(
         positions=_positions(entry["at"], entry["step"]),
         messages_from=entry["from"],
         messages=entry["messages"],
-        usage=entry["usage"],
-        usage_by_node=by_node,
+        usage=as_spent(usage),
+        usage_by_node={name: as_spent(u) for name, u in by_node.items()},
         context=entry["context"],
         context_type=entry.get("context_type"),
         path=entry["path"],
