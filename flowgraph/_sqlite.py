@@ -9,10 +9,13 @@ waits in a buffer until the runs have made none for ``quiet`` seconds (5 ms: the
 await a model, a tool, a human), or the oldest has waited ``max_wait`` (100 ms).
 Then the writer takes the buffer. Writing while runs keep the loop busy costs more
 than the writing: the two threads trade the GIL, and each trade waits for the OS to
-wake a thread. The writer keeps the time itself, looking at the buffer every
-``quiet`` seconds at most: a timer on the event loop would make each of the loop's
-turns dearer while commits wait. ``flush`` has the writer take everything at once,
-and waits until it is written.
+wake a thread. The writer keeps the time itself: a timer on the event loop would
+make each of the loop's turns dearer while commits wait. It looks at the buffer
+``quiet`` seconds after its first commit, and while the runs are busy it looks
+again after waits four times longer each time (up to ``max_wait``): each look takes
+the GIL from the busy loop. So commits made in a burst are written at most about
+four times the burst's length after it ends. ``flush`` has the writer take
+everything at once, and waits until it is written.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
 process being killed; after a power cut the last few may be lost, as with any WAL
@@ -29,6 +32,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import json
+import operator
 import os
 import queue
 import sqlite3
@@ -86,6 +90,7 @@ BUSY_TIMEOUT_MS = 60_000
 EXIT_FLUSH_SECONDS = 10.0
 QUIET = 0.005
 MAX_WAIT = 0.1
+BACKOFF = 4  # each look at busy runs waits this many times longer than the last
 
 
 _WAKE = None  # the buffer got its first commit: the writer starts keeping the time
@@ -101,7 +106,8 @@ class SQLiteCheckpointer:
 
     Args:
         path: the database file; created, with its tables, if missing.
-        quiet: commits are written once no run has committed for this many seconds,
+        quiet: commits are written once no run has committed for this many seconds
+            (noticed later after a burst of commits: see the module's notes),
         max_wait: or once the oldest unwritten commit has waited this long. Pauses,
             ends, failures and an agent's calls of tools that take the run context
             are written before the run goes on.
@@ -174,7 +180,8 @@ class SQLiteCheckpointer:
 
     def _write_loop(self) -> None:
         db = self._connect()
-        due: float | None = None  # when the buffer is to be written; None: it is empty
+        due: float | None = None  # when to look at the buffer next; None: it is empty
+        wait = self.quiet  # how long to wait after a look that found the runs busy
         while True:
             timeout = None if due is None else max(0.0, due - time.monotonic())
             items: list[_Flush | None] = []
@@ -183,7 +190,8 @@ class SQLiteCheckpointer:
                 while True:
                     items.append(self._queue.get_nowait())
             flushes = [item for item in items if item is not None]
-            segments, due = self._take(everything=bool(flushes))
+            segments, due = self._take(bool(flushes), wait)
+            wait = self.quiet if due is None else wait * BACKOFF
             if segments and self._failure is None:
                 try:
                     _write(db, segments)
@@ -195,15 +203,19 @@ class SQLiteCheckpointer:
                 else:
                     marker.done.set_result(None)
 
-    def _take(self, everything: bool) -> tuple[list[_Segment], float | None]:
+    def _take(self, everything: bool, wait: float) -> tuple[list[_Segment], float | None]:
         """The buffered commits, if ``everything`` is asked for or they are due, and
-        when the next ones will be (None: the buffer is empty)."""
+        else when to look again (None: the buffer is empty). They are due when the
+        runs have been quiet for ``quiet`` seconds, or the oldest has waited
+        ``max_wait``. While the runs are busy the writer looks again after ``wait``
+        seconds, longer each time: each look takes the GIL from a busy event loop,
+        which costs the loop more than the look."""
         with self._lock:
             if not self._open and not self._closed:
                 return [], None
-            due = min(self._last + self.quiet, self._first + self.max_wait)
-            if not everything and time.monotonic() < due:
-                return [], due
+            now, oldest = time.monotonic(), self._first + self.max_wait
+            if not everything and now < self._last + self.quiet and now < oldest:
+                return [], min(max(now + wait, self._last + self.quiet), oldest)
             segments = [*self._closed, *self._open.values()]
             self._open, self._closed = {}, []
             return segments, None
@@ -456,21 +468,20 @@ def _record(record: Any) -> list[Any]:
     """A step's record (a ``StepRecord``, or its JSON data as read back from a file) as
     a compact array: step, node, seconds, usage, edge, next; a sub-flow's records
     follow in a seventh item."""
-    if isinstance(record, dict):  # seldom: a fork of a run read back from a file
+    if type(record) is dict:  # seldom: a fork of a run read back from a file
         from flowgraph._result import StepRecord
 
         record = StepRecord.model_validate(record)
-    compact = [
-        record.step,
-        record.node,
-        record.seconds,
-        spent(record.usage),
-        record.edge,
-        record.next,
-    ]
-    if record.inner:
-        compact.append([_record(inner) for inner in record.inner])
+    # The model's fields in one call: each attribute read of a pydantic model costs
+    # several times a plain object's, and there is a record per step.
+    step, node, seconds, usage, edge, target, inner = RECORD_FIELDS(record.__dict__)
+    compact = [step, node, seconds, spent(usage), edge, target]
+    if inner:
+        compact.append([_record(item) for item in inner])
     return compact
+
+
+RECORD_FIELDS = operator.itemgetter("step", "node", "seconds", "usage", "edge", "next", "inner")
 
 
 def _unrecord(compact: list[Any]) -> dict[str, Any]:

@@ -408,6 +408,31 @@ def test_a_damaged_segment_is_a_clear_error(tmp_path: Path) -> None:
         asyncio.run(fg.SQLiteCheckpointer(path).load(result.run_id))
 
 
+def test_a_burst_of_steps_is_written_once_the_run_goes_quiet(tmp_path: Path) -> None:
+    """A burst of steps makes the writer look at the buffer less and less often, but
+    once the run waits for something its commits are written, long before max_wait."""
+    store = fg.SQLiteCheckpointer(tmp_path / "runs.db", quiet=0.005, max_wait=60.0)
+    on_disk: list[int] = []
+
+    async def step(ctx: fg.RunContext) -> None:
+        ctx.context["n"] += 1
+        if ctx.context["n"] < 30:
+            await asyncio.sleep(0.001)  # a step every millisecond or so: busy
+            return
+        await asyncio.sleep(0.5)  # then quiet, as when awaiting a model
+        with sqlite3.connect(store.path) as db:
+            on_disk.append(db.execute("SELECT max(seq) FROM commits").fetchone()[0])
+
+    flow = fg.Flow("burst", max_steps=100)
+    flow.edge(fg.START, fg.ToolStep("step", step))
+    flow.edge("step", fg.END, when=lambda ctx: ctx.context["n"] >= 30)
+    flow.edge("step", "step")
+    flow.run("go", context={"n": 0}, store=store)
+
+    [written] = on_disk
+    assert written is not None and written >= 30  # every step before the quiet one
+
+
 def test_busy_runs_are_written_every_max_wait(tmp_path: Path) -> None:
     """Steps that never leave the store quiet: their commits are written once the oldest
     has waited max_wait, while the run goes on."""
