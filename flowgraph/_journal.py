@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import BaseModel
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import to_jsonable_python
 
 from flowgraph._checkpoint import Checkpointer, Commit, Position, Spent, Waiting, spent, usage_of
 from flowgraph._errors import RunError, UsageError
@@ -54,9 +55,7 @@ class Journal:
         self.committed = time.monotonic()  # when the last commit was made
         # Entries of each running sub-flow's logs committed, by where it runs.
         self.inner: dict[str, tuple[int, ...]] = {}
-        # The run's usage as last committed, and each node's.
-        self._usage: Spent | None = None
-        self._by_node: dict[str, Spent] = {}
+        self._usage: Spent | None = None  # the run's usage as last committed
 
     @classmethod
     def following(cls, store: Checkpointer, snapshot: Commit) -> Journal:
@@ -163,17 +162,17 @@ class Journal:
         return placed + positions[depth:], entries
 
     def _usage_change(self, run: Run) -> tuple[Spent, dict[str, Spent]]:
-        """The run's usage, and that of the nodes whose usage grew since the last
-        commit (usage only grows; most commits follow a tool, or no work at all)."""
-        usage, nodes, kept = spent(run.usage), run.usage_by_node, self._by_node
-        if usage == self._usage and len(nodes) == len(kept):
+        """The run's usage, and that of the nodes that spent since the last commit
+        (most commits follow a tool, or no work at all: nothing to look at)."""
+        grew, usage = run.usage_grew, self._usage
+        if usage is not None and not grew:
             return usage, {}
-        self._usage = usage
-        changed: dict[str, Spent] = {}
-        for name, node_usage in nodes.items():
-            now = spent(node_usage)
-            if kept.get(name) != now:
-                changed[name] = kept[name] = now
+        nodes = run.usage_by_node
+        if usage is None:  # the journal's first commit: every node's
+            grew.update(nodes)
+        self._usage = usage = spent(run.usage)
+        changed = {name: spent(nodes[name]) for name in grew}
+        grew.clear()
         return usage, changed
 
     def mark(self, run: Run, status: StoredStatus, reason: str) -> None:
@@ -249,8 +248,11 @@ def dump_context(context: Any, run_id: str) -> tuple[str, str | None]:
         for key, value in context.items():
             if type(key) is not str or type(value) not in PLAIN:
                 break
-        else:  # most contexts: flat, of plain values; pydantic-core's encoder is faster
-            return to_json(context).decode(), None
+        else:  # most contexts: flat, of plain values, which orjson writes fastest
+            try:
+                return orjson.dumps(context).decode(), None
+            except orjson.JSONEncodeError:
+                pass  # an int over 64 bits
     elif isinstance(context, BaseModel):
         kind = type(context)
         return context.model_dump_json(), f"{kind.__module__}:{kind.__qualname__}"

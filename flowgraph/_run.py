@@ -94,6 +94,7 @@ class Run:
         self.history = HistoryCheck()  # of ``messages``, checked before each request
         self.usage = Usage()
         self.usage_by_node: dict[str, Usage] = {}
+        self.usage_grew: set[str] = set()  # the nodes that spent since the last commit
         self.path: list[str] = []
         self.trace: list[StepRecord] = []
         self.notes: list[str] = []
@@ -259,12 +260,17 @@ class Run:
                 f"({model.name}): {type(exc).__name__}: {exc}",
                 node=node,
             ) from exc
-        self.usage.add(completion.usage)
+        self.spend(node, completion.usage)
+        return completion
+
+    def spend(self, node: str, usage: Usage) -> None:
+        """Count ``usage`` for ``node`` and for the run."""
+        self.usage.add(usage)
         node_usage = self.usage_by_node.get(node)
         if node_usage is None:
             node_usage = self.usage_by_node[node] = Usage()
-        node_usage.add(completion.usage)
-        return completion
+        node_usage.add(usage)
+        self.usage_grew.add(node)
 
     def check_history(
         self, node: str, messages: list[Message], history: HistoryCheck | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flowgraph._checkpoint import usage_of
-from flowgraph._context import Usage
 from flowgraph._nodes import Node
 
 if TYPE_CHECKING:
@@ -76,7 +75,6 @@ def _restore_logs(child: Run, run: Run) -> None:
 
 def _merge(run: Run, child: Run, name: str) -> None:
     run.child = None
-    run.usage.add(child.usage)
-    run.usage_by_node.setdefault(name, Usage()).add(child.usage)
+    run.spend(name, child.usage)
     run.chats.extend(child.chats)
     run.notes.extend(f"{name}: {note}" for note in child.notes)
