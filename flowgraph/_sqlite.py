@@ -59,7 +59,7 @@ from flowgraph._checkpoint import (
 from flowgraph._context import Usage
 from flowgraph._errors import ConfigurationError, StoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # 5: an entry always holds the run's usage
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
