@@ -51,8 +51,13 @@ class Journal:
         self.context = context
         self.parent = parent
         self.started = started or time.time()
-        self.last: Commit | None = None
+        # What the last commit left the run at, for ``mark`` to repeat: its step,
+        # positions, usage, output, context type and replies.
+        self.last: tuple[int, list[Position], Spent, Any, str | None, dict[str, Any]] | None
+        self.last = None
         self.committed = time.monotonic()  # when the last commit was made
+        # A store with ``commit_step`` (SQLite's) takes plain steps without a Commit.
+        self._steps: Callable[..., None] | None = getattr(store, "commit_step", None)
         # Entries of each running sub-flow's logs committed, by where it runs.
         self.inner: dict[str, tuple[int, ...]] = {}
         self._usage: Spent | None = None  # the run's usage as last committed
@@ -75,7 +80,15 @@ class Journal:
             parent=snapshot.parent,
             started=snapshot.started,
         )
-        journal.last = snapshot
+        last = snapshot
+        journal.last = (
+            last.step,
+            last.positions,
+            last.usage,
+            last.output,
+            last.context_type,
+            last.replies,
+        )
         journal.inner = {
             where: tuple(len(logs.get(name, ())) for name in LOGS)
             for where, logs in snapshot.inner.items()
@@ -89,50 +102,91 @@ class Journal:
         status: StoredStatus,
         reason: str = "",
         waiting: Waiting | None = None,
-    ) -> Commit:
-        """Commit what changed in ``run`` since the last commit; return the commit."""
-        context, context_type = dump_context(run.ctx.context, run.run_id)
+    ) -> None:
+        """Commit what changed in ``run`` since the last commit.
+
+        Most commits are plain steps: running, with no reason, no new chats or notes,
+        no sub-flow, no replies, and a context that is not a pydantic model. A store
+        that has ``commit_step`` (``SQLiteCheckpointer``) takes those field by field: a
+        ``Commit`` made and read back costs more than what it carries, and there is
+        one at every step.
+        """
+        text, context_type = dump_context(run.ctx.context, run.run_id)
+        context = None if text == self.context else text  # None: unchanged
+        self.context = text
         self.seq += 1
-        messages, path, trace = run.messages, run.path, run.trace
+        messages, path, trace, chats, notes = (
+            run.messages,
+            run.path,
+            run.trace,
+            run.chats,
+            run.notes,
+        )
         usage, by_node = self._usage_change(run)
         inner: dict[str, dict[str, list[Any]]] = {}
         if run.child is not None:
             positions, inner = self._sub_flows(run, positions)
-        # Fields by position, in Commit's order: a call by keyword costs three times as
-        # much, and there is a commit at every step.
-        commit = Commit(
-            run.run_id,
-            run.plan.flow.name,
-            self.seq,
-            status,
-            reason,
-            run.step,
-            positions,
-            self.messages,  # messages_from
-            messages[self.messages :],
-            usage,
-            by_node,
-            None if context == self.context else context,
-            context_type,
-            path[self.path :],
-            trace[self.trace :],
-            run.chats[self.chats :],
-            run.notes[self.notes :],
-            inner,
-            jsonable(run.output),
-            dict(run.replies) if run.replies else {},  # replies
-            waiting,
-            self.parent,
-            self.started,
-            time.time(),  # created
-        )
+        step, output = run.step, jsonable(run.output)
+        replies = dict(run.replies) if run.replies else {}
+        self.last = (step, positions, usage, output, context_type, replies)
+        steps = self._steps
+        if (
+            steps is not None
+            and status == "running"
+            and not (reason or inner or context_type or replies)
+            and len(chats) == self.chats
+            and len(notes) == self.notes
+        ):
+            steps(
+                run.run_id,
+                self.seq,
+                step,
+                positions,
+                self.messages,
+                messages[self.messages :],
+                usage,
+                by_node,
+                path[self.path :],
+                context,
+                trace[self.trace :],
+                output,
+                run.plan.flow.name,
+                self.parent,
+                self.started,
+            )
+        else:
+            # Fields by position, in Commit's order: a call by keyword costs three
+            # times as much.
+            commit = Commit(
+                run.run_id,
+                run.plan.flow.name,
+                self.seq,
+                status,
+                reason,
+                step,
+                positions,
+                self.messages,  # messages_from
+                messages[self.messages :],
+                usage,
+                by_node,
+                context,
+                context_type,
+                path[self.path :],
+                trace[self.trace :],
+                chats[self.chats :],
+                notes[self.notes :],
+                inner,
+                output,
+                replies,
+                waiting,
+                self.parent,
+                self.started,
+                time.time(),  # created
+            )
+            self.store.commit(commit)
+            self.chats, self.notes = len(chats), len(notes)
         self.messages, self.path, self.trace = len(messages), len(path), len(trace)
-        self.chats, self.notes = len(run.chats), len(run.notes)
-        self.context = context
-        self.store.commit(commit)
-        self.last = commit
         self.committed = time.monotonic()
-        return commit
 
     def _sub_flows(
         self, run: Run, positions: list[Position]
@@ -181,26 +235,29 @@ class Journal:
         if self.last is None:
             self.commit(run, run.positions(), status, reason)
             return
+        step, positions, usage, output, context_type, replies = self.last
         self.seq += 1
-        commit = replace(
-            self.last,
-            seq=self.seq,
-            status=status,
-            reason=reason,
-            messages_from=self.messages,
-            messages=[],
-            usage_by_node={},
-            context=None,
-            path=[],
-            trace=[],
-            chats=[],
-            notes=[],
-            inner={},
-            waiting=None,
-            created=time.time(),
+        self.store.commit(
+            Commit(
+                run.run_id,
+                run.plan.flow.name,
+                self.seq,
+                status,
+                reason,
+                step,
+                positions,
+                self.messages,  # messages_from
+                [],
+                usage,
+                {},
+                None,
+                context_type,
+                output=output,
+                replies=replies,
+                parent=self.parent,
+                started=self.started,
+            )
         )
-        self.store.commit(commit)
-        self.last = commit
 
 
 def jsonable(value: Any) -> Any:

@@ -12,9 +12,11 @@ than the writing: the two threads trade the GIL, and each trade waits for the OS
 wake a thread. The writer keeps the time itself: a timer on the event loop would
 make each of the loop's turns dearer while commits wait. It looks at the buffer
 ``quiet`` seconds after its first commit, and while the runs are busy it looks
-again after waits four times longer each time (up to ``max_wait``): each look takes
-the GIL from the busy loop. So commits made in a burst are written at most about
-four times the burst's length after it ends. ``flush`` has the writer take
+again after waits four times longer each time (up to ``max_wait``): a look takes the
+GIL from the busy loop, and measured, each cost a run of fast steps far more than
+the look's own work (a look every 5 ms made such a run 5-8% slower). So commits
+made in a burst are written at most about four times the burst's length after it
+ends. ``flush`` has the writer take
 everything at once, and waits until it is written.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
@@ -49,6 +51,7 @@ from flowgraph._checkpoint import (
     Commit,
     Position,
     RunInfo,
+    Spent,
     Waiting,
     as_spent,
     fold,
@@ -58,6 +61,7 @@ from flowgraph._checkpoint import (
 )
 from flowgraph._context import Usage
 from flowgraph._errors import ConfigurationError, StoreError
+from flowgraph._messages import Message
 
 SCHEMA_VERSION = 5  # 5: an entry always holds the run's usage
 SCHEMA = f"""
@@ -154,17 +158,78 @@ class SQLiteCheckpointer:
         if self._failure is not None:
             raise self._failure
         encoded = self._encoder.encode(commit)
+        run = (
+            commit.run_id,
+            commit.flow,
+            commit.status,
+            commit.step,
+            commit.positions,
+            commit.reason,
+            commit.usage,
+            commit.parent,
+            commit.started,
+            commit.created,
+            commit.seq,
+        )
+        self._add(commit.run_id, commit.seq, encoded, commit.path, run)
+
+    def commit_step(
+        self,
+        run_id: str,
+        seq: int,
+        step: int,
+        positions: list[Position],
+        messages_from: int,
+        messages: list[Message],
+        usage: Spent,
+        by_node: dict[str, Spent],
+        path: list[str],
+        context: str | None,
+        trace: list[Any],
+        output: Any,
+        flow: str,
+        parent: str | None,
+        started: float,
+    ) -> None:
+        """Commit a plain step, given field by field: the ``Commit`` with these fields,
+        status "running" and the rest unset, without making one (the journal's way for
+        most commits; see ``Journal.commit``)."""
+        if self._failure is not None:
+            raise self._failure
+        encoder = self._encoder
+        extra = encoder.output(run_id, output, None)
+        entry = _pack(step, positions, messages_from, messages, usage, by_node, path, context)
+        records = list(map(_record, trace)) if trace else None
+        encoded = encoder.dump((*entry, records, extra), run_id, step)
+        run = (
+            run_id,
+            flow,
+            "running",
+            step,
+            positions,
+            "",
+            usage,
+            parent,
+            started,
+            time.time(),
+            seq,
+        )
+        self._add(run_id, seq, encoded, path, run)
+
+    def _add(self, run_id: str, seq: int, entry: bytes, path: list[str], run: _RunFields) -> None:
         now = time.monotonic()
         with self._lock:
-            segment = self._open.get(commit.run_id)
-            if segment is None or commit.seq != segment.seq + 1:
+            segment = self._open.get(run_id)
+            if segment is None or seq != segment.seq + 1:
                 if segment is not None:  # the run went back (two journals wrote it)
                     self._closed.append(segment)
                 elif not self._open and not self._closed:
                     self._first = now
                     self._queue.put(_WAKE)
-                segment = self._open[commit.run_id] = _Segment(commit.seq)
-            segment.add(commit, encoded)
+                segment = self._open[run_id] = _Segment(seq)
+            segment.entries.append(entry)
+            segment.path += path
+            segment.seq, segment.run = seq, run
             self._last = now
 
     async def flush(self) -> None:
@@ -208,8 +273,7 @@ class SQLiteCheckpointer:
         else when to look again (None: the buffer is empty). They are due when the
         runs have been quiet for ``quiet`` seconds, or the oldest has waited
         ``max_wait``. While the runs are busy the writer looks again after ``wait``
-        seconds, longer each time: each look takes the GIL from a busy event loop,
-        which costs the loop more than the look."""
+        seconds, longer each time (see the module's notes)."""
         with self._lock:
             if not self._open and not self._closed:
                 return [], None
@@ -346,36 +410,36 @@ ON_RUN_CONFLICT = (
 ROWS_PER_STATEMENT = 500  # 11 columns each: well under SQLite's 32,766 variables
 
 
+# A run's row fields as its latest commit left them: run id, flow, status, step,
+# positions, reason, usage, parent, started, created, seq.
+_RunFields = tuple[str, str, str, int, list[Position], str, Spent, str | None, float, float, int]
+
+
 class _Segment:
     """One run's commits in a batch, to be written as one row: their entries, encoded
-    when they were made, and the path they added. Per commit it keeps only bytes and
-    strings, in lists made once per segment: containers made per commit and kept until
-    written made the garbage collector walk the heap more often."""
+    when they were made, the path they added, and the run's fields as the latest left
+    them. Per commit it keeps only bytes, strings and a tuple, in lists made once per
+    segment: containers made per commit and kept until written made the garbage
+    collector walk the heap more often."""
 
-    __slots__ = ("created", "entries", "first", "latest", "path", "seq")
+    __slots__ = ("entries", "first", "path", "run", "seq")
 
     def __init__(self, first: int) -> None:
         self.first, self.seq = first, first - 1  # its first commit's seq; its last's
         self.entries: list[bytes] = []
         self.path: list[str] = []
-        self.latest: Commit | None = None
-        self.created = 0.0
-
-    def add(self, commit: Commit, entry: bytes) -> None:
-        self.entries.append(entry)
-        self.path += commit.path
-        self.seq, self.created, self.latest = commit.seq, commit.created, commit
+        self.run: _RunFields | None = None
 
     def row(self) -> tuple[Any, ...]:
         """The ``commits`` row: a JSON array of the entries, and the path."""
-        assert self.latest is not None
+        assert self.run is not None
         return (
-            self.latest.run_id,
+            self.run[0],
             self.seq,
             self.first,
             _json(self.path) if self.path else None,
             (b"[" + b",".join(self.entries) + b"]").decode(),
-            self.created,
+            self.run[9],  # created
         )
 
 
@@ -396,7 +460,9 @@ class _Encoder:
         self._outputs: dict[str, Any] = {}  # run id -> the output last written
 
     def encode(self, commit: Commit) -> bytes:
-        entry = self._entry(commit)
+        return self.dump(self._entry(commit), commit.run_id, commit.step)
+
+    def dump(self, entry: tuple[Any, ...], run_id: str, step: int) -> bytes:
         try:
             return orjson.dumps(entry, default=to_jsonable_python)
         except orjson.JSONEncodeError:
@@ -404,48 +470,68 @@ class _Encoder:
         try:
             return to_json(entry)
         except ValueError as exc:  # pydantic-core's errors are ValueErrors
-            raise StoreError(
-                f"run {commit.run_id}: step {commit.step} cannot be stored as JSON: {exc}"
-            ) from exc
+            raise StoreError(f"run {run_id}: step {step} cannot be stored as JSON: {exc}") from exc
+
+    def output(
+        self, run_id: str, output: Any, extra: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """``extra`` with the output in it if it is not the object last written."""
+        outputs = self._outputs
+        if output is not outputs.get(run_id, UNWRITTEN):
+            outputs[run_id] = output
+            extra = extra or {}
+            extra["output"] = output
+        return extra
 
     def _entry(self, commit: Commit) -> tuple[Any, ...]:
         """A commit as JSON data, its fields in the order of ``ENTRY``: an array, as
         there is one per step, and the encoder's time goes by the item. The fields most
         commits leave unset go in ``extra``, with the output if it changed."""
-        run_id, status, output, outputs = commit.run_id, commit.status, commit.output, self._outputs
-        extra = None
-        if (
-            status != "running"
-            or commit.reason
-            or commit.chats
-            or commit.notes
-            or commit.inner
-            or commit.context_type
-            or commit.replies
-            or commit.waiting
-        ):  # seldom: look at each
-            extra = {name: value for name in EXTRA if (value := getattr(commit, name))}
-            if status == "running":
-                del extra["status"]
-        if output is not outputs.get(run_id, UNWRITTEN):
-            outputs[run_id] = output
-            extra = extra or {}
-            extra["output"] = output
+        run_id, status = commit.run_id, commit.status
+        rare = {name: value for name in EXTRA if (value := getattr(commit, name))}
+        if status == "running":
+            del rare["status"]
+        extra = self.output(run_id, commit.output, rare or None)
         if status != "running":  # ended or paused: a resumed run starts over
-            outputs.pop(run_id, None)
+            self._outputs.pop(run_id, None)
         trace = commit.trace
         return (
-            commit.step,
-            _at(commit.positions, commit.step),
-            commit.messages_from,
-            commit.messages,
-            commit.usage,
-            commit.usage_by_node or None,
-            len(commit.path),
-            commit.context,
-            [_record(record) for record in trace] if trace else None,
+            *_pack(
+                commit.step,
+                commit.positions,
+                commit.messages_from,
+                commit.messages,
+                commit.usage,
+                commit.usage_by_node,
+                commit.path,
+                commit.context,
+            ),
+            list(map(_record, trace)) if trace else None,
             extra,
         )
+
+
+def _pack(
+    step: int,
+    positions: list[Position],
+    messages_from: int,
+    messages: list[Message],
+    usage: Spent,
+    by_node: dict[str, Spent],
+    path: list[str],
+    context: str | None,
+) -> tuple[Any, ...]:
+    """An entry's fields up to its context, in the order of ``ENTRY``."""
+    return (
+        step,
+        _at(positions, step),
+        messages_from,
+        messages,
+        usage,
+        by_node or None,
+        len(path),
+        context,
+    )
 
 
 def _at(positions: list[Position], step: int) -> str | list[list[Any]]:
@@ -527,11 +613,11 @@ def _write(db: sqlite3.Connection, segments: list[_Segment]) -> None:
     GIL back and forth with the event loop's thread once, not once per row.
     """
     rows = [segment.row() for segment in segments]
-    latest: dict[str, Commit] = {}  # a run's closed segments come before its open one
+    latest: dict[str, _RunFields] = {}  # a run's closed segments come before its open one
     for segment in segments:
-        if segment.latest is not None:
-            latest[segment.latest.run_id] = segment.latest
-    runs = [_run_row(commit) for commit in latest.values()]
+        if segment.run is not None:
+            latest[segment.run[0]] = segment.run
+    runs = [_run_row(*run) for run in latest.values()]
     db.execute("BEGIN IMMEDIATE")
     try:
         _insert(db, "INSERT OR REPLACE INTO commits", COMMIT_COLUMNS, rows, "")
@@ -617,19 +703,34 @@ def _commit(
     )
 
 
-def _run_row(commit: Commit) -> tuple[Any, ...]:
+def _run_row(
+    run_id: str,
+    flow: str,
+    status: str,
+    step: int,
+    positions: list[Position],
+    reason: str,
+    usage: Spent,
+    parent: str | None,
+    started: float,
+    created: float,
+    seq: int,
+) -> tuple[Any, ...]:
+    """The ``runs`` row, from the fields of its latest commit."""
+    node = positions[0].node if positions else None
+    usage_json = _json(usage_of(usage).model_dump())
     return (
-        commit.run_id,
-        commit.flow,
-        commit.status,
-        commit.step,
-        commit.positions[0].node if commit.positions else None,
-        commit.reason,
-        _json(usage_of(commit.usage).model_dump()),
-        commit.parent,
-        commit.started or commit.created,
-        commit.created,
-        commit.seq,
+        run_id,
+        flow,
+        status,
+        step,
+        node,
+        reason,
+        usage_json,
+        parent,
+        started or created,
+        created,
+        seq,
     )
 
 
