@@ -80,14 +80,13 @@ class Journal:
             parent=snapshot.parent,
             started=snapshot.started,
         )
-        last = snapshot
         journal.last = (
-            last.step,
-            last.positions,
-            last.usage,
-            last.output,
-            last.context_type,
-            last.replies,
+            snapshot.step,
+            snapshot.positions,
+            snapshot.usage,
+            snapshot.output,
+            snapshot.context_type,
+            snapshot.replies,
         )
         journal.inner = {
             where: tuple(len(logs.get(name, ())) for name in LOGS)

@@ -16,8 +16,8 @@ again after waits four times longer each time (up to ``max_wait``): a look takes
 GIL from the busy loop, and measured, each cost a run of fast steps far more than
 the look's own work (a look every 5 ms made such a run 5-8% slower). So commits
 made in a burst are written at most about four times the burst's length after it
-ends. ``flush`` has the writer take
-everything at once, and waits until it is written.
+ends. ``flush`` has the writer take everything at once, and waits until it is
+written.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
 process being killed; after a power cut the last few may be lost, as with any WAL
@@ -452,8 +452,9 @@ class _Encoder:
     ``default`` hook). Encoding is Python work, and Python work in the writer thread
     would fight the runs for the GIL; encoding at once, not when the writer takes
     the buffer, leaves nothing for the garbage collector to walk over while the
-    commits wait. A commit holds what changed, usage included; the one thing it
-    repeats is the output, which is left out while it is the object last written.
+    commits wait. A commit holds what changed, and the run's usage; the output, which
+    a commit repeats while no node made a new one, is left out while it is the object
+    last written.
     """
 
     def __init__(self) -> None:
