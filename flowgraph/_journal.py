@@ -121,11 +121,16 @@ class Journal:
             run.chats,
             run.notes,
         )
-        usage, by_node = self._usage_change(run)
+        by_node: dict[str, Spent] = {}
+        usage = self._usage
+        if usage is None or run.usage_grew:  # most commits follow a tool: nothing spent
+            usage, by_node = self._usage_change(run)
         inner: dict[str, dict[str, list[Any]]] = {}
         if run.child is not None:
             positions, inner = self._sub_flows(run, positions)
-        step, output = run.step, jsonable(run.output)
+        step, output = run.step, run.output
+        if type(output) not in PLAIN_OUTPUTS:
+            output = jsonable(output)
         replies = dict(run.replies) if run.replies else {}
         self.last = (step, positions, usage, output, context_type, replies)
         steps = self._steps
@@ -216,12 +221,9 @@ class Journal:
 
     def _usage_change(self, run: Run) -> tuple[Spent, dict[str, Spent]]:
         """The run's usage, and that of the nodes that spent since the last commit
-        (most commits follow a tool, or no work at all: nothing to look at)."""
-        grew, usage = run.usage_grew, self._usage
-        if usage is not None and not grew:
-            return usage, {}
-        nodes = run.usage_by_node
-        if usage is None:  # the journal's first commit: every node's
+        (every node's at the journal's first commit)."""
+        grew, nodes = run.usage_grew, run.usage_by_node
+        if self._usage is None:
             grew.update(nodes)
         self._usage = usage = spent(run.usage)
         changed = {name: spent(nodes[name]) for name in grew}
@@ -262,9 +264,12 @@ class Journal:
 def jsonable(value: Any) -> Any:
     """``value`` as JSON data: pydantic models and the like converted, anything else
     as its text (a node's output is kept for show, not computed with)."""
-    if value is None or type(value) in (str, int, float, bool):
+    if type(value) in PLAIN_OUTPUTS:
         return value  # most outputs: no conversion to pay for at every commit
     return to_jsonable_python(value, fallback=str)
+
+
+PLAIN_OUTPUTS = frozenset({str, int, float, bool, type(None)})  # JSON data as they are
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
