@@ -198,9 +198,10 @@ class SQLiteCheckpointer:
             raise self._failure
         encoder = self._encoder
         extra = encoder.output(run_id, output, None)
-        entry = _pack(step, positions, messages_from, messages, usage, by_node, path, context)
-        records = list(map(_record, trace)) if trace else None
-        encoded = encoder.dump((*entry, records, extra), run_id, step)
+        entry = _pack(
+            step, positions, messages_from, messages, usage, by_node, path, context, trace, extra
+        )
+        encoded = encoder.dump(entry, run_id, step)
         run = (
             run_id,
             flow,
@@ -495,19 +496,16 @@ class _Encoder:
         extra = self.output(run_id, commit.output, rare or None)
         if status != "running":  # ended or paused: a resumed run starts over
             self._outputs.pop(run_id, None)
-        trace = commit.trace
-        return (
-            *_pack(
-                commit.step,
-                commit.positions,
-                commit.messages_from,
-                commit.messages,
-                commit.usage,
-                commit.usage_by_node,
-                commit.path,
-                commit.context,
-            ),
-            list(map(_record, trace)) if trace else None,
+        return _pack(
+            commit.step,
+            commit.positions,
+            commit.messages_from,
+            commit.messages,
+            commit.usage,
+            commit.usage_by_node,
+            commit.path,
+            commit.context,
+            commit.trace,
             extra,
         )
 
@@ -521,28 +519,29 @@ def _pack(
     by_node: dict[str, Spent],
     path: list[str],
     context: str | None,
+    trace: list[Any],
+    extra: dict[str, Any] | None,
 ) -> tuple[Any, ...]:
-    """An entry's fields up to its context, in the order of ``ENTRY``."""
+    """A commit's entry: its fields in the order of ``ENTRY``. Most commits are on
+    their way to a node at their step (phase "next"), and then "at" is only the node's
+    name."""
+    at: str | list[list[Any]]
+    if len(positions) == 1 and (first := positions[0]).phase == "next" and first.step == step:
+        at = first.node if first.bare() else [first.dump()]
+    else:
+        at = [position.dump() for position in positions]
     return (
         step,
-        _at(positions, step),
+        at,
         messages_from,
         messages,
         usage,
         by_node or None,
         len(path),
         context,
+        list(map(_record, trace)) if trace else None,
+        extra,
     )
-
-
-def _at(positions: list[Position], step: int) -> str | list[list[Any]]:
-    """The positions as JSON data: most commits are on their way to a node at their
-    step (phase "next"), and then only the node's name is written."""
-    if len(positions) == 1:
-        at = positions[0]
-        if at.phase == "next" and at.step == step and at.bare():
-            return at.node
-    return [position.dump() for position in positions]
 
 
 def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
