@@ -141,12 +141,12 @@ class Journal:
             and len(chats) == self.chats
             and len(notes) == self.notes
         ):
-            steps(
+            steps(  # SQLiteCheckpointer.commit_step's fields, by position
                 run.run_id,
                 self.seq,
                 step,
                 positions,
-                self.messages,
+                self.messages,  # messages_from
                 messages[self.messages :],
                 usage,
                 by_node,
