@@ -15,9 +15,10 @@ model calls a tool and then answers, and a tool step.
 - ``--instructions``: the same 1,000-step run's CPU instructions per cycle, with and
   without SQLite, counted by valgrind (callgrind), in the event loop's thread (the
   run's own time) and in all threads (with the writer's, which runs on another core
-  when there is one). Unlike times, the counts repeat exactly whatever else the
-  machine does; they leave out what threads cost each other and the caches, so they
-  set a floor under the timed overhead.
+  when there is one). Unlike times, the counts repeat to about a point whatever else
+  the machine does (a visit that runs long under valgrind can add a commit); they
+  leave out what threads cost each other and the caches, so they set a floor under
+  the timed overhead.
 
     python -m benchmarks.checkpoint [--instructions]
 """

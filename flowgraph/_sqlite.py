@@ -526,8 +526,13 @@ def _pack(
     their way to a node at their step (phase "next"), and then "at" is only the node's
     name."""
     at: str | list[list[Any]]
-    if len(positions) == 1 and (first := positions[0]).phase == "next" and first.step == step:
-        at = first.node if first.bare() else [first.dump()]
+    if (
+        len(positions) == 1
+        and (first := positions[0]).phase == "next"
+        and first.step == step
+        and first.bare()
+    ):
+        at = first.node
     else:
         at = [position.dump() for position in positions]
     return (
