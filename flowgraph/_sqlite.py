@@ -141,7 +141,7 @@ class SQLiteCheckpointer:
         self._closed: list[_Segment] = []
         self._first = self._last = 0.0  # when the oldest and the newest buffered commit came
         self._lock = threading.Lock()
-        self._encoder = _Encoder()
+        self._outputs: dict[str, Any] = {}  # run id -> the output last written
         self._failure: BaseException | None = None
         self._thread = threading.Thread(
             target=self._write_loop, name=f"flowgraph-sqlite:{self.path}", daemon=True
@@ -155,23 +155,33 @@ class SQLiteCheckpointer:
     # -- writing ----------------------------------------------------------------------
 
     def commit(self, commit: Commit) -> None:
-        if self._failure is not None:
-            raise self._failure
-        encoded = self._encoder.encode(commit)
-        run = (
-            commit.run_id,
-            commit.flow,
-            commit.status,
+        run_id, status = commit.run_id, commit.status
+        rare = {name: value for name in EXTRA if (value := getattr(commit, name))}
+        if status == "running":
+            del rare["status"]
+        self.commit_step(
+            run_id,
+            commit.seq,
             commit.step,
             commit.positions,
-            commit.reason,
+            commit.messages_from,
+            commit.messages,
             commit.usage,
+            commit.usage_by_node,
+            commit.path,
+            commit.context,
+            commit.trace,
+            commit.output,
+            commit.flow,
             commit.parent,
             commit.started,
+            rare,
+            status,
+            commit.reason,
             commit.created,
-            commit.seq,
         )
-        self._add(commit.run_id, commit.seq, encoded, commit.path, run)
+        if status != "running":  # ended or paused: a resumed run starts over
+            self._outputs.pop(run_id, None)
 
     def commit_step(
         self,
@@ -190,34 +200,47 @@ class SQLiteCheckpointer:
         flow: str,
         parent: str | None,
         started: float,
+        extra: dict[str, Any] | None = None,
+        status: str = "running",
+        reason: str = "",
+        created: float = 0.0,
     ) -> None:
-        """Commit a plain step, given field by field: the ``Commit`` with these fields,
-        status "running" and the rest unset, without making one (the journal's way for
-        most commits; see ``Journal.commit``)."""
+        """Commit a step given field by field: the ``Commit`` with these fields, without
+        making one (the journal's way for plain steps, see ``Journal.commit``). ``extra``
+        holds the fields of EXTRA that are set, in a dict of the caller's.
+
+        The one place a commit becomes an entry (a JSON array, its fields in the order of
+        ``ENTRY``: there is one per step, and the encoder's time goes by the item) and
+        joins its run's segment. Entries are made of small lists, dicts and numbers,
+        which orjson encodes three times faster than pydantic-core. They are encoded
+        here, on the event loop's thread: encoded when the writer takes them, they were
+        slower (the containers kept until then make the garbage collector walk more,
+        and the writer's Python work fights the runs for the GIL). A commit repeats the
+        output until a node makes another: it is written only when it is not the object
+        last written.
+        """
         if self._failure is not None:
             raise self._failure
-        encoder = self._encoder
-        extra = encoder.output(run_id, output, None)
-        entry = _pack(
-            step, positions, messages_from, messages, usage, by_node, path, context, trace, extra
-        )
-        encoded = encoder.dump(entry, run_id, step)
-        run = (
-            run_id,
-            flow,
-            "running",
-            step,
-            positions,
-            "",
-            usage,
-            parent,
-            started,
-            time.time(),
-            seq,
-        )
-        self._add(run_id, seq, encoded, path, run)
-
-    def _add(self, run_id: str, seq: int, entry: bytes, path: list[str], run: _RunFields) -> None:
+        outputs = self._outputs
+        if output is not outputs.get(run_id, UNWRITTEN):
+            outputs[run_id] = output
+            extra = extra if extra is not None else {}
+            extra["output"] = output
+        # Most commits are on their way to a node at their step: "at" is its name.
+        first = positions[0] if len(positions) == 1 else None
+        at: str | list[list[Any]]
+        if first is not None and first.phase == "next" and first.step == step and first.bare():
+            at = first.node
+        else:
+            at = [position.dump() for position in positions]
+        records = list(map(_record, trace)) if trace else None
+        entry = (step, at, messages_from, messages, usage, by_node or None, len(path), context)
+        try:
+            encoded = orjson.dumps((*entry, records, extra or None), default=to_jsonable_python)
+        except orjson.JSONEncodeError:  # a value orjson does not take (an int over 64 bits)
+            encoded = _dump((*entry, records, extra or None), run_id, step)
+        created = created or time.time()
+        run = (run_id, flow, status, step, positions, reason, usage, parent, started, created, seq)
         now = time.monotonic()
         with self._lock:
             segment = self._open.get(run_id)
@@ -228,7 +251,7 @@ class SQLiteCheckpointer:
                     self._first = now
                     self._queue.put(_WAKE)
                 segment = self._open[run_id] = _Segment(seq)
-            segment.entries.append(entry)
+            segment.entries.append(encoded)
             segment.path += path
             segment.seq, segment.run = seq, run
             self._last = now
@@ -444,109 +467,12 @@ class _Segment:
         )
 
 
-class _Encoder:
-    """Encodes each commit as an entry (a JSON array) when it is made, on the event
-    loop's thread.
-
-    Entries are made of small lists, dicts and numbers, which orjson encodes three
-    times faster than pydantic-core (it takes pydantic models through the
-    ``default`` hook). Encoding is Python work, and Python work in the writer thread
-    would fight the runs for the GIL; encoding at once, not when the writer takes
-    the buffer, leaves nothing for the garbage collector to walk over while the
-    commits wait. A commit holds what changed, and the run's usage; the output, which
-    a commit repeats while no node made a new one, is left out while it is the object
-    last written.
-    """
-
-    def __init__(self) -> None:
-        self._outputs: dict[str, Any] = {}  # run id -> the output last written
-
-    def encode(self, commit: Commit) -> bytes:
-        return self.dump(self._entry(commit), commit.run_id, commit.step)
-
-    def dump(self, entry: tuple[Any, ...], run_id: str, step: int) -> bytes:
-        try:
-            return orjson.dumps(entry, default=to_jsonable_python)
-        except orjson.JSONEncodeError:
-            pass  # a value orjson does not take (an int over 64 bits, a key not a string)
-        try:
-            return to_json(entry)
-        except ValueError as exc:  # pydantic-core's errors are ValueErrors
-            raise StoreError(f"run {run_id}: step {step} cannot be stored as JSON: {exc}") from exc
-
-    def output(
-        self, run_id: str, output: Any, extra: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
-        """``extra`` with the output in it if it is not the object last written."""
-        outputs = self._outputs
-        if output is not outputs.get(run_id, UNWRITTEN):
-            outputs[run_id] = output
-            extra = extra or {}
-            extra["output"] = output
-        return extra
-
-    def _entry(self, commit: Commit) -> tuple[Any, ...]:
-        """A commit as JSON data, its fields in the order of ``ENTRY``: an array, as
-        there is one per step, and the encoder's time goes by the item. The fields most
-        commits leave unset go in ``extra``, with the output if it changed."""
-        run_id, status = commit.run_id, commit.status
-        rare = {name: value for name in EXTRA if (value := getattr(commit, name))}
-        if status == "running":
-            del rare["status"]
-        extra = self.output(run_id, commit.output, rare or None)
-        if status != "running":  # ended or paused: a resumed run starts over
-            self._outputs.pop(run_id, None)
-        return _pack(
-            commit.step,
-            commit.positions,
-            commit.messages_from,
-            commit.messages,
-            commit.usage,
-            commit.usage_by_node,
-            commit.path,
-            commit.context,
-            commit.trace,
-            extra,
-        )
-
-
-def _pack(
-    step: int,
-    positions: list[Position],
-    messages_from: int,
-    messages: list[Message],
-    usage: Spent,
-    by_node: dict[str, Spent],
-    path: list[str],
-    context: str | None,
-    trace: list[Any],
-    extra: dict[str, Any] | None,
-) -> tuple[Any, ...]:
-    """A commit's entry: its fields in the order of ``ENTRY``. Most commits are on
-    their way to a node at their step (phase "next"), and then "at" is only the node's
-    name."""
-    at: str | list[list[Any]]
-    if (
-        len(positions) == 1
-        and (first := positions[0]).phase == "next"
-        and first.step == step
-        and first.bare()
-    ):
-        at = first.node
-    else:
-        at = [position.dump() for position in positions]
-    return (
-        step,
-        at,
-        messages_from,
-        messages,
-        usage,
-        by_node or None,
-        len(path),
-        context,
-        list(map(_record, trace)) if trace else None,
-        extra,
-    )
+def _dump(entry: tuple[Any, ...], run_id: str, step: int) -> bytes:
+    """An entry orjson does not take (an int over 64 bits, a key not a string), as JSON."""
+    try:
+        return to_json(entry)
+    except ValueError as exc:  # pydantic-core's errors are ValueErrors
+        raise StoreError(f"run {run_id}: step {step} cannot be stored as JSON: {exc}") from exc
 
 
 def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
