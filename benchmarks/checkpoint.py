@@ -9,7 +9,8 @@ model calls a tool and then answers, and a tool step.
   50, 100, 150 and 200 cycles, which should grow in proportion (bytes per cycle flat).
 - A 1,000-step run (500 cycles), with and without a SQLite store, run in 101 pairs
   back to back (in alternating order): the median of the pairs' ratios is the
-  store's overhead. This machine is shared and noisy; pairs cancel most of it.
+  store's overhead. This machine is shared and noisy; pairs cancel most of it. Of
+  it, the run's end: its last commits written, which ``arun`` waits for.
 - The same with a tool that takes the run context: its calls are committed, and
   waited for, before they run (so that ``ctx.idempotency_key`` holds after a crash).
 - ``--instructions``: the same 1,000-step run's CPU instructions per cycle, with and
@@ -108,14 +109,16 @@ def build(steps: int, tool_calls: bool, keyed: bool = False) -> fg.Flow:
 
 
 async def _timed(flow: fg.Flow, store: str | None) -> tuple[float, list[float]]:
+    """The run's seconds, and the seconds between its tool steps, then from the last
+    tool step to the run's return (with a store: its end committed and written)."""
     STAMPS.clear()
     started = time.perf_counter()
     await flow.arun("go", context={"ticks": 0}, store=store)  # returns once written
-    seconds = time.perf_counter() - started
+    ended = time.perf_counter()
     checkpointer = open_store(store)
     if checkpointer is not None:  # a run's end is written before arun returns: to be sure
         await checkpointer.flush()
-    return seconds, [b - a for a, b in itertools.pairwise(STAMPS)]
+    return ended - started, [b - a for a, b in itertools.pairwise([*STAMPS, ended])]
 
 
 def _size(path: str) -> int:
@@ -130,14 +133,18 @@ def _paired(folder: str, name: str, cycles: int, pairs: int, keyed: bool) -> dic
     """Runs with no store and with SQLite, back to back in alternating order."""
     none: list[float] = []
     sqlite: list[float] = []
+    ends: list[float] = []  # what the end took with a store, less what it took without
     for pair in range(pairs):
         path = os.path.join(folder, f"{name}-{pair}.db")
         open_store(path)  # opened once per process, as a program would: not timed
         order = [None, path] if pair % 2 == 0 else [path, None]
+        end = 0.0
         for store in order:
             flow = build(cycles, tool_calls=True, keyed=keyed)
-            seconds, _ = asyncio.run(_timed(flow, store))
+            seconds, times = asyncio.run(_timed(flow, store))
             (none if store is None else sqlite).append(seconds)
+            end += times[-1] if store is not None else -times[-1]
+        ends.append(end)
     ratios = [with_store / alone for with_store, alone in zip(sqlite, none, strict=True)]
     low, _, high = statistics.quantiles(ratios, n=4)  # the middle half: how noisy it was
     return {
@@ -145,6 +152,7 @@ def _paired(folder: str, name: str, cycles: int, pairs: int, keyed: bool) -> dic
         "sqlite_s": statistics.median(sqlite),
         "overhead": statistics.median(ratios) - 1,
         "middle": (low - 1, high - 1),
+        "end_s": statistics.median(ends),
         "pairs": pairs,
     }
 
@@ -157,7 +165,7 @@ def measure(repeats: int = 3) -> dict[str, Any]:
             path = os.path.join(folder, f"growing-{repeat}.db")
             for kind, store in (("none", None), ("sqlite", path)):
                 _, times = asyncio.run(_timed(build(200, tool_calls=True), store))
-                per_step[kind].extend(times)
+                per_step[kind].extend(times[:-1])  # the last: the run's end
         figures["step_none_us"] = statistics.median(per_step["none"]) * 1e6
         figures["step_sqlite_us"] = statistics.median(per_step["sqlite"]) * 1e6
         sizes: dict[int, int] = {}
@@ -190,7 +198,8 @@ def report(figures: dict[str, Any]) -> str:
         f"(bytes per cycle {per_step}: flat is linear); a 1,000-step run "
         f"{long['none_s']:.2f} s with no store, {long['sqlite_s']:.2f} s with SQLite -> "
         f"overhead {long['overhead']:.1%} (target < 20%; median of {long['pairs']} pairs, the "
-        f"middle half {_span(long)}); with a tool taking the run context (its calls "
+        f"middle half {_span(long)}; of it, the run's end, its last commits written and "
+        f"waited for: {long['end_s'] * 1e3:.1f} ms); with a tool taking the run context (its calls "
         f"committed and waited for before they run) {keyed['sqlite_s']:.2f} s -> overhead "
         f"{keyed['overhead']:.1%} ({_span(keyed)})"
     )
