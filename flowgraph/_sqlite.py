@@ -234,11 +234,22 @@ class SQLiteCheckpointer:
         else:
             at = [position.dump() for position in positions]
         records = list(map(_record, trace)) if trace else None
-        entry = (step, at, messages_from, messages, usage, by_node or None, len(path), context)
+        entry = (
+            step,
+            at,
+            messages_from,
+            messages,
+            usage,
+            by_node or None,
+            len(path),
+            context,
+            records,
+            extra or None,
+        )
         try:
-            encoded = orjson.dumps((*entry, records, extra or None), default=to_jsonable_python)
+            encoded = orjson.dumps(entry, default=to_jsonable_python)
         except orjson.JSONEncodeError:  # a value orjson does not take (an int over 64 bits)
-            encoded = _dump((*entry, records, extra or None), run_id, step)
+            encoded = _dump(entry, run_id, step)
         created = created or time.time()
         run = (run_id, flow, status, step, positions, reason, usage, parent, started, created, seq)
         now = time.monotonic()
