@@ -128,9 +128,7 @@ class Journal:
         inner: dict[str, dict[str, list[Any]]] = {}
         if run.child is not None:
             positions, inner = self._sub_flows(run, positions)
-        step, output = run.step, run.output
-        if type(output) not in PLAIN_OUTPUTS:
-            output = jsonable(output)
+        step, output = run.step, jsonable(run.output)
         replies = dict(run.replies) if run.replies else {}
         self.last = (step, positions, usage, output, context_type, replies)
         steps = self._steps
