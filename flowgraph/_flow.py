@@ -252,7 +252,7 @@ class Flow:
                     f"run {run_id!r} is already in {_where(store)}: resume it with "
                     "flow.resume(run_id, ...), or start a new run with another run_id"
                 )
-            run.journal = Journal(checkpointer)
+            run.journal = Journal(checkpointer, run.run_id, run.plan.flow.name)
         return await self._drive(run, hooks, live, deadline)
 
     async def aresume(

@@ -199,7 +199,7 @@ class Run:
             from flowgraph._journal import Journal
 
             # No store: keep the paused run in this process, so resume() finds it.
-            journal = self.journal = Journal(DEFAULT_STORE)
+            journal = self.journal = Journal(DEFAULT_STORE, self.run_id, self.plan.flow.name)
         if journal is not None:
             if status == "failed":
                 journal.mark(self, status, reason)

@@ -4,20 +4,21 @@ One writer thread per file and process writes commits in batches, one transactio
 each (group commit), so a hundred concurrent runs cost a few transactions, not a
 hundred, and never meet "database is locked".
 
-Each commit is encoded as JSON when it is made, on the event loop's thread, and
-waits in a buffer until the runs have made none for ``quiet`` seconds (5 ms: they
+A run's journal hands its plain steps over in batches (``_journal.BATCH``), encoded
+as JSON in one go on the event loop's thread; other commits go one at a time. They
+wait in a buffer until the runs have made none for ``quiet`` seconds (5 ms: they
 await a model, a tool, a human), or the oldest has waited ``max_wait`` (100 ms).
-Then the writer takes the buffer. Writing while runs keep the loop busy costs more
-than the writing: the two threads trade the GIL, and each trade waits for the OS to
-wake a thread. The writer keeps the time itself: a timer on the event loop would
-make each of the loop's turns dearer while commits wait. It looks at the buffer
-``quiet`` seconds after its first commit, and while the runs are busy it looks
-again after waits four times longer each time (up to ``max_wait``): a look takes the
-GIL from the busy loop, and measured, each cost a run of fast steps far more than
-the look's own work (a look every 5 ms made such a run 5-8% slower). So commits
-made in a burst are written at most about four times the burst's length after it
-ends. ``flush`` has the writer take everything at once, and waits until it is
-written.
+Then the writer takes the buffer, and the steps the journals still hold. Writing
+while runs keep the loop busy costs more than the writing: the two threads trade the
+GIL, and each trade waits for the OS to wake a thread. The writer keeps the time
+itself: a timer on the event loop would make each of the loop's turns dearer while
+commits wait. It looks at the buffer ``quiet`` seconds after its first commit, and
+while the runs are busy it looks again after waits four times longer each time (up
+to ``max_wait``): a look takes the GIL from the busy loop, and measured, each cost a
+run of fast steps far more than the look's own work (a look every 5 ms made such a
+run 5-8% slower). So commits made in a burst are written at most about four times
+the burst's length after it ends. ``flush`` has the writer take everything at once,
+and waits until it is written.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
 process being killed; after a power cut the last few may be lost, as with any WAL
@@ -42,7 +43,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic_core import to_json, to_jsonable_python
@@ -61,7 +62,9 @@ from flowgraph._checkpoint import (
 )
 from flowgraph._context import Usage
 from flowgraph._errors import ConfigurationError, StoreError
-from flowgraph._messages import Message
+
+if TYPE_CHECKING:
+    from flowgraph._journal import Journal, Step
 
 SCHEMA_VERSION = 5  # 5: an entry always holds the run's usage
 SCHEMA = f"""
@@ -139,6 +142,7 @@ class SQLiteCheckpointer:
         # The commits not yet written: a segment per run, and the closed ones.
         self._open: dict[str, _Segment] = {}
         self._closed: list[_Segment] = []
+        self._announced: list[Journal] = []  # journals holding steps for the next write
         self._first = self._last = 0.0  # when the oldest and the newest buffered commit came
         self._lock = threading.Lock()
         self._outputs: dict[str, Any] = {}  # run id -> the output last written
@@ -155,12 +159,10 @@ class SQLiteCheckpointer:
     # -- writing ----------------------------------------------------------------------
 
     def commit(self, commit: Commit) -> None:
-        run_id, status = commit.run_id, commit.status
         rare = {name: value for name in EXTRA if (value := getattr(commit, name))}
-        if status == "running":
+        if commit.status == "running":
             del rare["status"]
-        self.commit_step(
-            run_id,
+        step = (
             commit.seq,
             commit.step,
             commit.positions,
@@ -172,100 +174,129 @@ class SQLiteCheckpointer:
             commit.context,
             commit.trace,
             commit.output,
-            commit.flow,
-            commit.parent,
-            commit.started,
             rare,
-            status,
+            commit.status,
             commit.reason,
             commit.created,
         )
-        if status != "running":  # ended or paused: a resumed run starts over
-            self._outputs.pop(run_id, None)
+        self.commit_steps(commit.run_id, commit.flow, commit.parent, commit.started, [step])
+        if commit.status != "running":  # ended or paused: a resumed run starts over
+            self._outputs.pop(commit.run_id, None)
 
-    def commit_step(
-        self,
-        run_id: str,
-        seq: int,
-        step: int,
-        positions: list[Position],
-        messages_from: int,
-        messages: list[Message],
-        usage: Spent,
-        by_node: dict[str, Spent],
-        path: list[str],
-        context: str | None,
-        trace: list[Any],
-        output: Any,
-        flow: str,
-        parent: str | None,
-        started: float,
-        extra: dict[str, Any] | None = None,
-        status: str = "running",
-        reason: str = "",
-        created: float = 0.0,
+    def commit_steps(
+        self, run_id: str, flow: str, parent: str | None, started: float, steps: list[Step]
     ) -> None:
-        """Commit a step given field by field: the ``Commit`` with these fields, without
-        making one (the journal's way for plain steps, see ``Journal.commit``). ``extra``
-        holds the fields of EXTRA that are set, in a dict of the caller's.
+        """Commit a run's steps, in order, each given as the tuple of a ``Commit``'s
+        fields: seq, step, positions, messages_from, messages, usage, usage_by_node,
+        path, context, trace, output, extra (the fields of EXTRA that are set, in a dict
+        of the caller's, or None), status, reason, created (0: now). The journal's way
+        for plain steps, in batches (see ``Journal``).
 
-        The one place a commit becomes an entry (a JSON array, its fields in the order of
-        ``ENTRY``: there is one per step, and the encoder's time goes by the item) and
-        joins its run's segment. Entries are made of small lists, dicts and numbers,
-        which orjson encodes three times faster than pydantic-core. They are encoded
-        here, on the event loop's thread: encoded when the writer takes them, they were
-        slower (the containers kept until then make the garbage collector walk more,
-        and the writer's Python work fights the runs for the GIL). A commit repeats the
-        output until a node makes another: it is written only when it is not the object
-        last written.
+        The one place commits become entries (JSON arrays, their fields in the order of
+        ``ENTRY``: the encoder's time goes by the item) and join their run's segment.
+        Entries are made of small lists, dicts and numbers, which orjson encodes three
+        times faster than pydantic-core; a batch is encoded in one call. A commit
+        repeats the output until a node makes another: it is written only when it is
+        not the object last written.
         """
         if self._failure is not None:
             raise self._failure
         outputs = self._outputs
-        if output is not outputs.get(run_id, UNWRITTEN):
-            outputs[run_id] = output
-            extra = extra if extra is not None else {}
-            extra["output"] = output
-        # Most commits are on their way to a node at their step: "at" is its name.
-        first = positions[0] if len(positions) == 1 else None
-        at: str | list[list[Any]]
-        if first is not None and first.phase == "next" and first.step == step and first.bare():
-            at = first.node
-        else:
-            at = [position.dump() for position in positions]
-        records = list(map(_record, trace)) if trace else None
-        entry = (
+        written = outputs.get(run_id, UNWRITTEN)
+        entries = []
+        added: list[str] = []  # the path the steps added
+        for (
+            _,
             step,
-            at,
-            messages_from,
+            positions,
+            start,
             messages,
             usage,
-            by_node or None,
-            len(path),
+            by_node,
+            path,
             context,
-            records,
-            extra or None,
-        )
+            trace,
+            output,
+            extra,
+            _,
+            _,
+            _,
+        ) in steps:
+            if output is not written:
+                written = output
+                extra = extra if extra is not None else {}
+                extra["output"] = output
+            # Most commits are on their way to a node at their step: "at" is its name.
+            first = positions[0] if len(positions) == 1 else None
+            at: str | list[list[Any]]
+            if first is not None and first.phase == "next" and first.step == step and first.bare():
+                at = first.node
+            else:
+                at = [position.dump() for position in positions]
+            entries.append(
+                (
+                    step,
+                    at,
+                    start,  # from
+                    messages,
+                    usage,
+                    by_node or None,
+                    len(path),
+                    context,
+                    list(map(_record, trace)) if trace else None,
+                    extra or None,
+                )
+            )
+            added += path
+        outputs[run_id] = written
         try:
-            encoded = orjson.dumps(entry, default=to_jsonable_python)
-        except orjson.JSONEncodeError:  # a value orjson does not take (an int over 64 bits)
-            encoded = _dump(entry, run_id, step)
-        created = created or time.time()
-        run = (run_id, flow, status, step, positions, reason, usage, parent, started, created, seq)
+            encoded, failure = orjson.dumps(entries, default=to_jsonable_python)[1:-1], None
+        except orjson.JSONEncodeError:
+            encoded, failure, steps = _dump(entries, run_id, steps)
+            if failure is not None:  # keep the steps before it, and say which it was
+                outputs.pop(run_id, None)
+                added = [name for step_fields in steps for name in step_fields[7]]
+                if not steps:
+                    raise failure from failure.__cause__
+        seq, step, positions, _, _, usage, *_, status, reason, created = steps[-1]  # the run now
+        run = (
+            run_id,
+            flow,
+            status,
+            step,
+            positions,
+            reason,
+            usage,
+            parent,
+            started,
+            created or time.time(),
+            seq,
+        )
         now = time.monotonic()
         with self._lock:
             segment = self._open.get(run_id)
-            if segment is None or seq != segment.seq + 1:
+            if segment is None or steps[0][0] != segment.seq + 1:
                 if segment is not None:  # the run went back (two journals wrote it)
                     self._closed.append(segment)
-                elif not self._open and not self._closed:
+                elif not (self._open or self._closed or self._announced):
                     self._first = now
                     self._queue.put(_WAKE)
-                segment = self._open[run_id] = _Segment(seq)
+                segment = self._open[run_id] = _Segment(steps[0][0])
             segment.entries.append(encoded)
-            segment.path += path
+            segment.path += added
             segment.seq, segment.run = seq, run
             self._last = now
+        if failure is not None:
+            raise failure
+
+    def announce(self, journal: Journal) -> None:
+        """``journal`` holds plain steps: the writer takes them when it writes, as it
+        would steps already given, and keeps the time from now."""
+        with self._lock:
+            if not (self._open or self._closed or self._announced):
+                self._first = time.monotonic()
+                self._queue.put(_WAKE)
+            self._announced.append(journal)
 
     async def flush(self) -> None:
         marker = _Flush()
@@ -304,17 +335,26 @@ class SQLiteCheckpointer:
                     marker.done.set_result(None)
 
     def _take(self, everything: bool, wait: float) -> tuple[list[_Segment], float | None]:
-        """The buffered commits, if ``everything`` is asked for or they are due, and
-        else when to look again (None: the buffer is empty). They are due when the
-        runs have been quiet for ``quiet`` seconds, or the oldest has waited
-        ``max_wait``. While the runs are busy the writer looks again after ``wait``
-        seconds, longer each time (see the module's notes)."""
+        """The buffered commits, and the steps the announced journals hold, if
+        ``everything`` is asked for or they are due, and else when to look again (None:
+        the buffer is empty). They are due when the runs have been quiet for ``quiet``
+        seconds, or the oldest has waited ``max_wait``. While the runs are busy the
+        writer looks again after ``wait`` seconds, longer each time (see the module's
+        notes)."""
         with self._lock:
-            if not self._open and not self._closed:
+            if not (self._open or self._closed or self._announced):
                 return [], None
             now, oldest = time.monotonic(), self._first + self.max_wait
-            if not everything and now < self._last + self.quiet and now < oldest:
-                return [], min(max(now + wait, self._last + self.quiet), oldest)
+            last = max([self._last, *(journal.committed for journal in self._announced)])
+            if not everything and now < last + self.quiet and now < oldest:
+                return [], min(max(now + wait, last + self.quiet), oldest)
+            journals, self._announced = self._announced, []
+        for journal in journals:  # the steps they hold join the buffer
+            try:
+                journal.hand_over()
+            except Exception as exc:  # the run fails with it at its next commit
+                journal.failure = exc
+        with self._lock:
             segments = [*self._closed, *self._open.values()]
             self._open, self._closed = {}, []
             return segments, None
@@ -452,10 +492,10 @@ _RunFields = tuple[str, str, str, int, list[Position], str, Spent, str | None, f
 
 class _Segment:
     """One run's commits in a batch, to be written as one row: their entries, encoded
-    when they were made, the path they added, and the run's fields as the latest left
-    them. Per commit it keeps only bytes, strings and a tuple, in lists made once per
-    segment: containers made per commit and kept until written made the garbage
-    collector walk the heap more often."""
+    as they were handed over (a chunk of entries per hand-over), the path they added,
+    and the run's fields as the latest left them. It keeps only bytes, strings and a
+    tuple, in lists made once per segment: containers kept until written made the
+    garbage collector walk the heap more often."""
 
     __slots__ = ("entries", "first", "path", "run", "seq")
 
@@ -478,12 +518,26 @@ class _Segment:
         )
 
 
-def _dump(entry: tuple[Any, ...], run_id: str, step: int) -> bytes:
-    """An entry orjson does not take (an int over 64 bits, a key not a string), as JSON."""
-    try:
-        return to_json(entry)
-    except ValueError as exc:  # pydantic-core's errors are ValueErrors
-        raise StoreError(f"run {run_id}: step {step} cannot be stored as JSON: {exc}") from exc
+def _dump(
+    entries: list[tuple[Any, ...]], run_id: str, steps: list[Step]
+) -> tuple[bytes, StoreError | None, list[Step]]:
+    """A batch orjson does not take (an int over 64 bits, a key not a string), its
+    entries encoded one by one. At an entry nothing can encode: the entries before
+    it, the error, which names its step, and the steps before it."""
+    parts: list[bytes] = []
+    for index, entry in enumerate(entries):
+        try:
+            parts.append(orjson.dumps(entry, default=to_jsonable_python))
+        except orjson.JSONEncodeError:
+            try:
+                parts.append(to_json(entry))
+            except ValueError as exc:  # pydantic-core's errors are ValueErrors
+                failure = StoreError(
+                    f"run {run_id}: step {entry[0]} cannot be stored as JSON: {exc}"
+                )
+                failure.__cause__ = exc
+                return b",".join(parts), failure, steps[:index]
+    return b",".join(parts), None, steps
 
 
 def _positions(at: str | list[list[Any]], step: int) -> list[Position]:

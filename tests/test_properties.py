@@ -585,33 +585,38 @@ class Both:
         self.memory.commit(commit)
         self.sqlite.commit(commit)
 
-    def commit_step(self, *fields: Any) -> None:
-        """A plain step, as the journal gives it to a SQLite store: the memory store
-        keeps the Commit those fields stand for."""
-        self.sqlite.commit_step(*fields)
-        run_id, seq, step, positions, start, messages, usage, by_node, *rest = fields
-        path, context, trace, output, flow, parent, started = rest
-        self.memory.commit(
-            Commit(
-                run_id,
-                flow,
-                seq,
-                "running",
-                "",
-                step,
-                positions,
-                start,
-                messages,
-                usage,
-                by_node,
-                context,
-                path=path,
-                trace=trace,
-                output=output,
-                parent=parent,
-                started=started,
+    def commit_steps(
+        self, run_id: str, flow: str, parent: str | None, started: float, steps: list[Any]
+    ) -> None:
+        """Plain steps, as the journal hands them to a SQLite store: the memory store
+        keeps the Commits they stand for."""
+        self.sqlite.commit_steps(run_id, flow, parent, started, steps)
+        for seq, step, positions, start, messages, usage, by_node, *rest in steps:
+            path, context, trace, output, *_ = rest
+            self.memory.commit(
+                Commit(
+                    run_id,
+                    flow,
+                    seq,
+                    "running",
+                    "",
+                    step,
+                    positions,
+                    start,
+                    messages,
+                    usage,
+                    by_node,
+                    context,
+                    path=path,
+                    trace=trace,
+                    output=output,
+                    parent=parent,
+                    started=started,
+                )
             )
-        )
+
+    def announce(self, journal: Any) -> None:
+        self.sqlite.announce(journal)
 
     async def flush(self) -> None:
         await self.sqlite.flush()
