@@ -50,10 +50,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         )
     loop = _portal()
     done: concurrent.futures.Future[T] = concurrent.futures.Future()
-    tasks: list[asyncio.Task[T]] = []
+    tasks: list[asyncio.Task[tuple[T | None, BaseException | None]]] = []
 
     def start() -> None:
-        task = loop.create_task(coro)
+        task = loop.create_task(_caught(coro))
         tasks.append(task)
         task.add_done_callback(lambda finished: _settle(finished, done))
 
@@ -68,10 +68,26 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-def _settle(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:
+async def _caught(coro: Coroutine[Any, Any, T]) -> tuple[T | None, BaseException | None]:
+    """``coro``'s result, or the SystemExit or KeyboardInterrupt it raised (a tool that
+    calls ``sys.exit()``): raised in a task, they would stop the portal's loop before
+    the caller heard of them, and ``run()`` would wait forever."""
+    try:
+        return await coro, None
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return None, exc
+
+
+def _settle(
+    task: asyncio.Task[tuple[T | None, BaseException | None]], done: concurrent.futures.Future[T]
+) -> None:
     if task.cancelled():
         done.set_exception(concurrent.futures.CancelledError())
     elif (error := task.exception()) is not None:
         done.set_exception(error)
     else:
-        done.set_result(task.result())
+        result, stopped = task.result()
+        if stopped is not None:
+            done.set_exception(stopped)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]  # T, as coro returned it

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from flowgraph._context import Usage
-from flowgraph._errors import UsageError
+from flowgraph._errors import StoreError, UsageError
 from flowgraph._messages import Message
 
 Phase = Literal["next", "visit", "exit"]
@@ -200,6 +200,15 @@ def fold(commits: Sequence[Commit]) -> Commit:
             snapshot.context = commit.context
             snapshot.context_type = commit.context_type
     return snapshot
+
+
+class UnstorableStep(StoreError):
+    """A commit that cannot be stored as JSON; ``seq`` is its number. The commits
+    handed over with it, before it, were stored."""
+
+    def __init__(self, message: str, seq: int) -> None:
+        super().__init__(message)
+        self.seq = seq
 
 
 class RunInfo(BaseModel):

@@ -21,7 +21,16 @@ import orjson
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from flowgraph._checkpoint import Checkpointer, Commit, Position, Spent, Waiting, spent, usage_of
+from flowgraph._checkpoint import (
+    Checkpointer,
+    Commit,
+    Position,
+    Spent,
+    UnstorableStep,
+    Waiting,
+    spent,
+    usage_of,
+)
 from flowgraph._errors import RunError, UsageError
 
 if TYPE_CHECKING:
@@ -52,6 +61,11 @@ Step = tuple[
     str,
     float,
 ]
+
+
+# What a commit left the run at, for ``mark`` to repeat: its step, positions, usage,
+# output, context type and replies.
+Last = tuple[int, list[Position], Spent, Any, str | None, dict[str, Any]]
 
 
 @runtime_checkable
@@ -98,15 +112,15 @@ class Journal:
         self.context = context
         self.parent = parent
         self.started = started or time.time()
-        # What the last commit left the run at, for ``mark`` to repeat: its step,
-        # positions, usage, output, context type and replies.
-        self.last: tuple[int, list[Position], Spent, Any, str | None, dict[str, Any]] | None
-        self.last = None
+        self.last: Last | None = None  # what the last commit left the run at
         self.committed = time.monotonic()  # when the last commit was made
         self._batches = store if isinstance(store, StepStore) else None
         self.held: list[Step] = []  # plain steps not yet handed to the store
         self.announced = False  # the store knows this journal holds steps
         self.failure: Exception | None = None  # the store could not take a batch
+        # What the last commit the store took left the run at: ``last``, and the
+        # messages committed (a failed run's mark goes back to it).
+        self._stored: tuple[Last | None, int] = (None, self.messages)
         self._taking = threading.Lock()  # the event loop's thread and the writer's take
         # Entries of each running sub-flow's logs committed, by where it runs.
         self.inner: dict[str, tuple[int, ...]] = {}
@@ -140,6 +154,7 @@ class Journal:
             snapshot.context_type,
             snapshot.replies,
         )
+        journal._stored = (journal.last, journal.messages)
         journal.inner = {
             where: tuple(len(logs.get(name, ())) for name in LOGS)
             for where, logs in snapshot.inner.items()
@@ -183,7 +198,7 @@ class Journal:
             positions, inner = self._sub_flows(run, positions)
         step, output = run.step, jsonable(run.output)
         replies = dict(run.replies) if run.replies else {}
-        self.last = (step, positions, usage, output, context_type, replies)
+        last = (step, positions, usage, output, context_type, replies)
         batches = self._batches
         if (
             batches is not None
@@ -192,6 +207,7 @@ class Journal:
             and len(chats) == self.chats
             and len(notes) == self.notes
         ):
+            self.last = last
             held = self.held
             held.append(  # SQLiteCheckpointer.commit_steps's item, by position
                 (
@@ -247,7 +263,9 @@ class Journal:
                 self.started,
                 time.time(),  # created
             )
-            self.store.commit(commit)
+            self.store.commit(commit)  # if it fails, the run is still at the last stored
+            self.last = last
+            self._stored = (last, len(messages))
             self.chats, self.notes = len(chats), len(notes)
         self.messages, self.path, self.trace = len(messages), len(path), len(trace)
         self.committed = time.monotonic()
@@ -265,7 +283,15 @@ class Journal:
             batch = held[:count]
             del held[:count]  # the loop's thread may be appending: only these go
             assert self._batches is not None  # steps are held only for such a store
-            self._batches.commit_steps(self.run_id, self.flow, self.parent, self.started, batch)
+            try:
+                self._batches.commit_steps(self.run_id, self.flow, self.parent, self.started, batch)
+            except UnstorableStep as failure:  # the steps before it were stored
+                self.failure = failure
+                stored = [step for step in batch if step[0] < failure.seq]
+                if stored:
+                    self._stored = _stored(stored[-1])
+                raise
+            self._stored = _stored(batch[-1])
 
     def _sub_flows(
         self, run: Run, positions: list[Position]
@@ -309,7 +335,12 @@ class Journal:
 
     def mark(self, run: Run, status: StoredStatus, reason: str) -> None:
         """Commit a new status over the last commit, and nothing else: what the run did
-        since then is left out, so resuming goes on from a consistent point."""
+        since then is left out, so resuming goes on from a consistent point. After a
+        step the store could not take, that is the last commit it took."""
+        if self.failure is not None:
+            with self._taking:
+                self.held.clear()  # steps after the one that failed: they would leave a gap
+            self.last, self.messages = self._stored
         if self.last is None:
             self.commit(run, run.positions(), status, reason)
             return
@@ -337,6 +368,12 @@ class Journal:
                 started=self.started,
             )
         )
+
+
+def _stored(step: Step) -> tuple[Last, int]:
+    """What a plain step handed to the store left the run at, and its messages."""
+    number, positions, start, messages, usage = step[1:6]
+    return (number, positions, usage, step[10], None, {}), start + len(messages)
 
 
 def jsonable(value: Any) -> Any:

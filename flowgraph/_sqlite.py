@@ -53,6 +53,7 @@ from flowgraph._checkpoint import (
     Position,
     RunInfo,
     Spent,
+    UnstorableStep,
     Waiting,
     as_spent,
     fold,
@@ -520,7 +521,7 @@ class _Segment:
 
 def _dump(
     entries: list[tuple[Any, ...]], run_id: str, steps: list[Step]
-) -> tuple[bytes, StoreError | None, list[Step]]:
+) -> tuple[bytes, UnstorableStep | None, list[Step]]:
     """A batch orjson does not take (an int over 64 bits, a key not a string), its
     entries encoded one by one. At an entry nothing can encode: the entries before
     it, the error, which names its step, and the steps before it."""
@@ -532,8 +533,10 @@ def _dump(
             try:
                 parts.append(to_json(entry))
             except ValueError as exc:  # pydantic-core's errors are ValueErrors
-                failure = StoreError(
-                    f"run {run_id}: step {entry[0]} cannot be stored as JSON: {exc}"
+                failure = UnstorableStep(
+                    f"run {run_id}: step {entry[0]} cannot be stored as JSON ({exc}); keep "
+                    "JSON data (str, numbers, lists, dicts) in messages and outputs",
+                    steps[index][0],
                 )
                 failure.__cause__ = exc
                 return b",".join(parts), failure, steps[:index]

@@ -471,3 +471,66 @@ def test_commits_still_buffered_are_written_when_the_process_exits(tmp_path: Pat
     stored = asyncio.run(fg.SQLiteCheckpointer(path).load("r1"))
     assert stored is not None
     assert stored.messages == [{"role": "user", "content": "hi"}]
+
+
+def test_a_step_that_cannot_be_stored_fails_the_run_and_keeps_the_steps_before_it(
+    tmp_path: Path,
+) -> None:
+    """A hook injects content no encoder takes at step 4. The run fails with an error
+    naming that step (found when its batch of steps is handed to the store, which may
+    be some steps later); the file keeps steps 1-3 and the failure, consistently: a
+    resume would go on after step 3 with the messages it had then."""
+
+    def count(ctx: fg.RunContext) -> int:
+        ctx.context["n"] += 1
+        return int(ctx.context["n"])
+
+    flow = fg.Flow("unstorable", max_steps=50)
+    flow.edge(fg.START, fg.ToolStep("count", count))
+    flow.edge("count", fg.END, when=lambda ctx: ctx.context["n"] >= 10)
+    flow.edge("count", "count")
+
+    @flow.after_completion
+    def poison(hook: fg.HookContext) -> None:
+        if hook.point == "node_exit" and hook.step == 4:
+            hook.inject({"role": "user", "content": [{"type": "text", "text": object()}]})
+
+    store = fg.SQLiteCheckpointer(tmp_path / "runs.db")
+    with pytest.raises(fg.RunError, match=r"step 4 cannot be stored as JSON") as info:
+        flow.run("go", context={"n": 0}, store=store)
+
+    assert isinstance(info.value.__cause__, fg.StoreError)
+    result = info.value.result
+    assert result is not None
+    stored = asyncio.run(store.load(result.run_id))
+    assert stored is not None and stored.status == "failed"
+    assert stored.step == 3 and stored.path == ["count"] * 3
+    assert stored.context == json.dumps({"n": 3}, separators=(",", ":"))
+    bad = next(i for i, m in enumerate(result.messages) if isinstance(m.get("content"), list))
+    assert stored.messages == result.messages[: len(stored.messages)]
+    assert len(stored.messages) <= bad  # nothing of step 4 or after
+
+
+def test_steps_a_journal_holds_are_written_when_the_process_exits(tmp_path: Path) -> None:
+    """A run leaves the process in the middle (SystemExit from a tool step): the steps
+    its journal held for the store are written at exit, as buffered commits are."""
+    path = tmp_path / "runs.db"
+    script = (
+        "import sys\n"
+        "import flowgraph as fg\n"
+        "def count(ctx):\n"
+        "    ctx.context['n'] += 1\n"
+        "    if ctx.context['n'] == 6:\n"
+        "        sys.exit(0)\n"
+        "flow = fg.Flow('leaves', max_steps=50)\n"
+        "flow.edge(fg.START, fg.ToolStep('count', count))\n"
+        "flow.edge('count', 'count')\n"
+        "store = fg.SQLiteCheckpointer(sys.argv[1], quiet=60, max_wait=60)\n"
+        "flow.run('go', context={'n': 0}, store=store, run_id='r1')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+
+    stored = asyncio.run(fg.SQLiteCheckpointer(path).load("r1"))
+    assert stored is not None and stored.status == "running"
+    assert stored.path == ["count"] * 5  # the sixth never ended
+    assert stored.context == '{"n":5}'

@@ -203,6 +203,30 @@ def test_ctrl_c_cancels_the_run_and_waits_for_its_cleanup(tmp_path: Path) -> Non
     assert time.monotonic() - started < 10
 
 
+def test_a_step_that_calls_sys_exit_ends_run_with_system_exit() -> None:
+    """SystemExit from a step (sync, in a worker thread, or async, on the loop) reaches
+    the caller of run() instead of stopping the loop it runs on, and later runs work."""
+
+    def leave(ctx: fg.RunContext) -> None:
+        sys.exit(3)
+
+    async def leave_async(ctx: fg.RunContext) -> None:
+        sys.exit(4)
+
+    for step, code in ((leave, 3), (leave_async, 4)):
+        flow = fg.Flow("leaves")
+        flow.edge(fg.START, fg.ToolStep("leave", step))
+        flow.edge("leave", fg.END)
+        with pytest.raises(SystemExit) as info:
+            flow.run("go")
+        assert info.value.code == code
+
+    calm = fg.Flow("calm")
+    calm.edge(fg.START, fg.ToolStep("done", lambda ctx: "done"))
+    calm.edge("done", fg.END)
+    assert calm.run("go").output == "done"
+
+
 def test_a_broken_history_is_caught_before_it_is_sent(serve: Serve) -> None:
     server, model = serve(["never sent"])
     history = [
