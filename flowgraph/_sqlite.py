@@ -196,9 +196,14 @@ class SQLiteCheckpointer:
         The one place commits become entries (JSON arrays, their fields in the order of
         ``ENTRY``: the encoder's time goes by the item) and join their run's segment.
         Entries are made of small lists, dicts and numbers, which orjson encodes three
-        times faster than pydantic-core; a batch is encoded in one call. A commit
-        repeats the output until a node makes another: it is written only when it is
-        not the object last written.
+        times faster than pydantic-core; a batch is encoded in one call, mostly on the
+        event loop's thread (a journal hands over ``BATCH`` steps at a time). The steps
+        a journal still holds when the writer writes are encoded on the writer's: fewer
+        than ``BATCH``, and mostly while the runs are quiet. Encoding every batch
+        there was slower: the steps' containers, kept until then, made the garbage
+        collector walk more, and the writer's Python work fought the runs for the GIL.
+        A commit repeats the output until a node makes another: it is written only
+        when it is not the object last written.
         """
         if self._failure is not None:
             raise self._failure
