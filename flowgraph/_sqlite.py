@@ -284,9 +284,8 @@ class SQLiteCheckpointer:
             if segment is None or steps[0][0] != segment.seq + 1:
                 if segment is not None:  # the run went back (two journals wrote it)
                     self._closed.append(segment)
-                elif not (self._open or self._closed or self._announced):
-                    self._first = now
-                    self._queue.put(_WAKE)
+                else:
+                    self._start_clock(now)
                 segment = self._open[run_id] = _Segment(steps[0][0])
             segment.entries.append(encoded)
             segment.path += added
@@ -299,10 +298,20 @@ class SQLiteCheckpointer:
         """``journal`` holds plain steps: the writer takes them when it writes, as it
         would steps already given, and keeps the time from now."""
         with self._lock:
-            if not (self._open or self._closed or self._announced):
-                self._first = time.monotonic()
-                self._queue.put(_WAKE)
+            self._start_clock(time.monotonic())
             self._announced.append(journal)
+
+    def _empty(self) -> bool:
+        """Nothing waits to be written: no segment, no journal holding steps. Under
+        the lock."""
+        return not (self._open or self._closed or self._announced)
+
+    def _start_clock(self, now: float) -> None:
+        """Under the lock, before a commit joins the buffer: if it was empty, the
+        writer keeps the time from ``now``."""
+        if self._empty():
+            self._first = now
+            self._queue.put(_WAKE)
 
     async def flush(self) -> None:
         marker = _Flush()
@@ -348,7 +357,7 @@ class SQLiteCheckpointer:
         writer looks again after ``wait`` seconds, longer each time (see the module's
         notes)."""
         with self._lock:
-            if not (self._open or self._closed or self._announced):
+            if self._empty():
                 return [], None
             now, oldest = time.monotonic(), self._first + self.max_wait
             last = max([self._last, *(journal.committed for journal in self._announced)])
