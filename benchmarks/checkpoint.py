@@ -42,8 +42,8 @@ import time
 from typing import Any
 
 import flowgraph as fg
-import flowgraph._run
-from flowgraph._checkpoint import open_store
+import flowgraph._engine.run
+from flowgraph._store.open import open_store
 
 ANSWER = "A steady answer of some length, so that the conversation grows. " * 3
 
@@ -217,7 +217,7 @@ SLOWER_UNDER_VALGRIND = 50  # about: time-based thresholds are scaled to match
 def _counted(store: str, cycles: int) -> None:
     """A warm-up run and a counted run of ``cycles`` cycles (under valgrind)."""
     scale = SLOWER_UNDER_VALGRIND
-    flowgraph._run.WORTH_SAVING *= scale
+    flowgraph._engine.run.WORTH_SAVING *= scale
     checkpointer = None
     if store != "none":
         checkpointer = fg.SQLiteCheckpointer(store, quiet=0.005 * scale, max_wait=0.1 * scale)

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None, model: fg.Model | None = None) -> int:
     seconds = time.perf_counter() - started
     result.render(str(out / "support-run.png"))
 
-    print(f"model:  {flow.plan().model_of(flow.nodes['triage']).name}")
+    print(f"model:  {flow.model_of('triage').name}")
     print(f"asked:  {args.message}")
     print(f"path:   {' -> '.join(['START', *result.path])}")
     print(f"answer: {result.output}")

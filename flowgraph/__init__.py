@@ -16,10 +16,8 @@ Example:
     >>> result = flow.run("I want a refund for order A-1")  # doctest: +SKIP
 """
 
-from flowgraph._checkpoint import Checkpointer, MemoryCheckpointer, RunInfo, Waiting
-from flowgraph._context import RunContext, Usage
-from flowgraph._edges import Edge
-from flowgraph._errors import (
+from flowgraph._base.context import RunContext, Usage
+from flowgraph._base.errors import (
     ConfigurationError,
     DeadlineExceeded,
     FlowgraphError,
@@ -30,8 +28,11 @@ from flowgraph._errors import (
     StoreError,
     UsageError,
 )
+from flowgraph._base.result import ChatResult, RunResult, StepRecord, Waiting
+from flowgraph._base.retry import Retry
 from flowgraph._flow import Flow
-from flowgraph._hooks import (
+from flowgraph._graph.edges import Edge
+from flowgraph._graph.hooks import (
     ErrorEvent,
     HandoffEvent,
     HookContext,
@@ -39,16 +40,15 @@ from flowgraph._hooks import (
     NodeEvent,
     ToolEvent,
 )
-from flowgraph._human import Human
-from flowgraph._local import LocalModel
-from flowgraph._models import Completion, Model, OpenAIModel
-from flowgraph._nested import Chat, ChatResult, NestedChat
-from flowgraph._nodes import END, START, Agent, Node, ToolStep
-from flowgraph._result import RunResult, StepRecord
-from flowgraph._retry import Retry
-from flowgraph._sqlite import SQLiteCheckpointer
-from flowgraph._subflow import SubFlow
-from flowgraph._tools import Tool
+from flowgraph._graph.human import Human
+from flowgraph._graph.nested import Chat, NestedChat
+from flowgraph._graph.nodes import END, START, Agent, Node, ToolStep
+from flowgraph._graph.subflow import SubFlow
+from flowgraph._graph.tools import Tool
+from flowgraph._llm.local import LocalModel
+from flowgraph._llm.models import Completion, Model, OpenAIModel
+from flowgraph._store.checkpoint import Checkpointer, MemoryCheckpointer, RunInfo
+from flowgraph._store.sqlite import SQLiteCheckpointer
 
 __version__ = "0.1.0"
 

@@ -4,40 +4,37 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from flowgraph._bridge import run_sync
-from flowgraph._callables import check_arity
-from flowgraph._checkpoint import DEFAULT_STORE, Commit, RunInfo, Store, open_store
-from flowgraph._edges import Condition, Edge
-from flowgraph._errors import FlowValidationError, RunError, UsageError
-from flowgraph._hooks import AfterCompletion, EventName, Hooks, HookSet, Observer
-from flowgraph._journal import Journal, fork_run, restore
-from flowgraph._messages import user_messages
-from flowgraph._models import Model
-from flowgraph._nodes import END, START, Node
-from flowgraph._plan import Plan
-from flowgraph._result import RunResult
-from flowgraph._retry import Retry
-from flowgraph._run import Run
-from flowgraph._scheduler import execute
-from flowgraph._subflow import SubFlow
-from flowgraph._validate import build_graph, validate
+from flowgraph._base.bridge import run_sync
+from flowgraph._base.errors import RunError, UsageError
+from flowgraph._base.messages import user_messages
+from flowgraph._base.result import RunResult
+from flowgraph._draw.dot import flow_digraph
+from flowgraph._draw.live import Live, live_view
+from flowgraph._draw.mermaid import to_mermaid
+from flowgraph._draw.overlay import Overlay
+from flowgraph._draw.render import render_flow, svg
+from flowgraph._engine.journal import Journal, fork_run
+from flowgraph._engine.resume import restore
+from flowgraph._engine.run import Run
+from flowgraph._engine.scheduler import execute
+from flowgraph._graph.hooks import Hooks
+from flowgraph._graph.nodes import Node
+from flowgraph._graph.spec import FlowSpec
+from flowgraph._llm.models import Model
+from flowgraph._store.checkpoint import Commit, RunInfo
+from flowgraph._store.open import DEFAULT_STORE, Store, open_store
 
 if TYPE_CHECKING:
     import graphviz
-    import networkx as nx
-
-    from flowgraph._live import Live
 
 
-DEFAULT_MAX_STEPS = 100
-F = TypeVar("F", bound=Callable[..., Any])
 Input = str | Sequence[Mapping[str, Any]]
 
 
-class Flow:
+class Flow(FlowSpec):
     """A graph of agents and tool steps, joined by hand-off edges.
 
     Build it with ``edge()``, check it with ``validate()`` (``run`` does too), then
@@ -66,139 +63,19 @@ class Flow:
         >>> flow.validate()
     """
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        model: Model | None = None,
-        max_steps: int = DEFAULT_MAX_STEPS,
-        retry: Retry | None = None,
-        request_timeout: float | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        self.name = name
-        self._model = model
-        self.max_steps = max_steps
-        self.retry = retry
-        self.request_timeout = request_timeout
-        self.deadline = deadline
-        self.hooks = HookSet()
-        self._nodes: dict[str, Node] = {}
-        self._edges: list[Edge] = []
-        self._subflows: dict[int, SubFlow] = {}
-        self._plan: Plan | None = None
+    def model_of(self, node: Node | str) -> Model:
+        """The model ``node``'s requests go to: its own, else the flow's, else the
+        default (OpenAI when ``OPENAI_API_KEY`` is set, else the bundled local model).
 
-    def __repr__(self) -> str:
-        return f"Flow({self.name!r}, nodes={list(self._nodes)})"
-
-    @property
-    def model(self) -> Model | None:
-        """The model of every agent and router that names none."""
-        return self._model
-
-    @model.setter
-    def model(self, model: Model | None) -> None:
-        self._model = model
-        self._plan = None  # the plan caches each node's model
-
-    # -- building -------------------------------------------------------------------
-
-    @property
-    def nodes(self) -> Mapping[str, Node]:
-        """The nodes by name (START and END are not listed)."""
-        return self._nodes
-
-    @property
-    def edges(self) -> tuple[Edge, ...]:
-        """The edges, in the order declared."""
-        return tuple(self._edges)
-
-    def add(self, *nodes: Node | Flow) -> Flow:
-        """Add nodes (``edge()`` adds the nodes it is given, too)."""
-        for node in nodes:
-            self._register(node)
-        return self
-
-    def edge(
-        self, source: Node | Flow | str, target: Node | Flow | str, when: Condition = None
-    ) -> Edge:
-        """Declare a hand-off from ``source`` to ``target``.
-
-        Args:
-            source: a node, ``fg.START``, a flow (run as a sub-flow), or a node's name.
-            target: a node, ``fg.END``, a flow (run as a sub-flow), or a node's name.
-            when: None for the unconditional fallback; a string for a condition the
-                LLM evaluates; a function of the ``RunContext`` for a predicate.
+        Example:
+            >>> flow.model_of("triage").name  # doctest: +SKIP
+            'gpt-4.1-mini'
         """
-        names = [end if isinstance(end, str) else self._register(end) for end in (source, target)]
-        edge = Edge(
-            names[0], names[1], _check_condition(names[0], names[1], when), index=len(self._edges)
-        )
-        self._edges.append(edge)
-        self._plan = None
-        return edge
-
-    def _register(self, node: Node | Flow) -> str:
-        if isinstance(node, Flow):
-            node = self._subflows.setdefault(id(node), SubFlow(node))
-        if not isinstance(node, Node):
-            raise FlowValidationError(
-                f"flow {self.name!r}: {node!r} is not a node; use fg.Agent, fg.ToolStep, "
-                "fg.NestedChat, a fg.Flow, fg.START or fg.END"
-            )
-        if node is START or node is END:
-            return node.name
-        known = self._nodes.setdefault(node.name, node)
-        if known is not node:
-            raise FlowValidationError(
-                f"flow {self.name!r} has two different nodes named {node.name!r} ({known!r} "
-                f"and {node!r}): node names must be unique; rename one"
-            )
-        self._plan = None
-        return node.name
-
-    # -- hooks ----------------------------------------------------------------------
-
-    def after_completion(self, fn: AfterCompletion) -> AfterCompletion:
-        """Decorator: run ``fn(hook)`` after every agent completion and at every node
-        exit. The hook may change ``hook.context`` and ``hook.inject(...)`` messages."""
-        self.hooks.after_completion.append(fn)
-        return fn
-
-    @overload
-    def on(self, event: EventName) -> Callable[[F], F]: ...
-    @overload
-    def on(self, event: EventName, fn: Observer) -> Observer: ...
-    def on(self, event: EventName, fn: Observer | None = None) -> Any:
-        """Observe one event: ``node_enter``, ``node_exit``, ``handoff``,
-        ``tool_start``, ``tool_end`` or ``error``. Usable as a decorator."""
-        if fn is None:
-            return lambda f: self.on(event, f)
-        self.hooks.on(event, fn)
-        return fn
-
-    def add_hooks(self, hooks: Hooks) -> Hooks:
-        """Register a ``Hooks`` object: each method it overrides observes its event."""
-        self.hooks.add(hooks)
-        return hooks
-
-    # -- validating -----------------------------------------------------------------
-
-    @property
-    def graph(self) -> nx.MultiDiGraph:
-        """The topology as a ``networkx.MultiDiGraph`` (a fresh copy: edit it freely)."""
-        return build_graph(self)
-
-    def validate(self) -> None:
-        """Check the flow before any request; raise ``FlowValidationError`` if broken."""
-        self.plan()
-
-    def plan(self) -> Plan:
-        """The flow validated and compiled for running (cached until it changes)."""
-        if self._plan is None:
-            validate(self)
-            self._plan = Plan(self, dict(self._nodes), self.edges, self.hooks)
-        return self._plan
+        name = node if isinstance(node, str) else node.name
+        plan = self._compile()
+        if name not in plan.nodes:
+            raise UsageError(f"flow {self.name!r} has no node {name!r}: it has {list(plan.nodes)}")
+        return plan.model_of(plan.nodes[name])
 
     # -- running --------------------------------------------------------------------
 
@@ -237,7 +114,7 @@ class Flow:
             FlowValidationError: the flow is broken (nothing was sent).
             RunError: the run failed; ``error.result`` holds the run so far.
         """
-        plan = self.plan()
+        plan = self._compile()
         run = Run(
             plan,
             user_messages(input),
@@ -275,7 +152,7 @@ class Flow:
         _check_resumable(self, snapshot, reply)
         if snapshot.waiting is not None:
             snapshot.replies[snapshot.waiting.key] = reply
-        run = restore(self.plan(), snapshot, max_steps or self.max_steps)
+        run = restore(self._compile(), snapshot, max_steps or self.max_steps)
         if checkpointer is DEFAULT_STORE:
             DEFAULT_STORE.forget(run_id)  # it lives on in this run; a new pause keeps it again
         else:
@@ -291,8 +168,6 @@ class Flow:
         extra = [hooks] if isinstance(hooks, Hooks) else list(hooks)
         view = None
         if live:
-            from flowgraph._live import live_view
-
             view = live_view(self, live)
         run.hooks = run.plan.hooks.with_hooks([*extra, view] if view else extra)
         if view is None:
@@ -399,14 +274,10 @@ class Flow:
 
     def to_dot(self, *, direction: str = "TB", detail: str = "full") -> str:
         """The flow in graphviz's DOT language (options as for ``render``)."""
-        from flowgraph._dot import flow_digraph
-
         return str(flow_digraph(self, direction=direction, detail=detail).source)
 
     def to_mermaid(self, *, direction: str = "TB", detail: str = "full") -> str:
         """The flow as a Mermaid flowchart (options as for ``render``)."""
-        from flowgraph._mermaid import to_mermaid
-
         return to_mermaid(self, direction=direction, detail=detail)
 
     def render(
@@ -432,15 +303,32 @@ class Flow:
         Example:
             >>> flow.render("flow.svg", direction="LR")  # doctest: +SKIP
         """
-        from flowgraph._render import render_flow
-
         return render_flow(self, path, format=format, direction=direction, detail=detail)
 
     def _repr_svg_(self) -> str:
-        from flowgraph._dot import flow_digraph
-        from flowgraph._render import svg
-
         return svg(flow_digraph(self))
+
+    # -- drawing a run over the flow (RunResult.render and its kin call these) -----
+
+    def _render_run(
+        self,
+        result: RunResult,
+        path: str | None,
+        *,
+        format: str | None,
+        direction: str,
+        detail: str,
+    ) -> graphviz.Digraph:
+        overlay = Overlay.of(result)
+        return render_flow(
+            self, path, format=format, direction=direction, detail=detail, overlay=overlay
+        )
+
+    def _mermaid_run(self, result: RunResult, *, direction: str, detail: str) -> str:
+        return to_mermaid(self, direction=direction, detail=detail, overlay=Overlay.of(result))
+
+    def _svg_run(self, result: RunResult) -> str:
+        return svg(flow_digraph(self, overlay=Overlay.of(result)))
 
 
 def _where(store: Store | None) -> str:
@@ -468,18 +356,3 @@ def _check_resumable(flow: Flow, snapshot: Commit, reply: Any) -> None:
         )
     if snapshot.waiting is None and reply is not None:
         raise UsageError(f"{where} is not waiting for a reply ({snapshot.status}); drop reply=")
-
-
-def _check_condition(source: str, target: str, when: Condition) -> Condition:
-    where = f"edge {source!r} -> {target!r}"
-    if when is None:
-        return None
-    if isinstance(when, str):
-        if not when.strip():
-            raise FlowValidationError(
-                f"{where}: the condition is empty; write it in words, "
-                "or pass when=None for an unconditional edge"
-            )
-        return when.strip()
-    check_arity(when, 1, f"the predicate of {where}")
-    return when

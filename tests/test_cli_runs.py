@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import flowgraph as fg
-from flowgraph._cli import main
+from flowgraph._command.main import main
 
 FLOW = """\
 import flowgraph as fg

@@ -15,8 +15,8 @@ import pytest
 
 import flowgraph as fg
 from examples.support import build_flow
-from flowgraph._local import available
-from flowgraph._messages import check_history
+from flowgraph._base.messages import check_history
+from flowgraph._llm.local import available
 
 pytestmark = pytest.mark.timeout(600)
 

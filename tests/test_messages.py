@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flowgraph._messages import HistoryCheck, HistoryError, check_history
+from flowgraph._base.messages import HistoryCheck, HistoryError, check_history
 
 
 def calls(*ids: str) -> dict[str, Any]:

@@ -8,7 +8,8 @@ import openai
 import pytest
 
 import flowgraph as fg
-from flowgraph import _local, _models
+from flowgraph._llm import default as _models
+from flowgraph._llm import local as _local
 
 from .conftest import Serve
 

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import flowgraph as fg
-from flowgraph._checkpoint import Commit, usage_of
-from flowgraph._messages import HistoryError, check_history
-from flowgraph._result import StepRecord
+from flowgraph._base.messages import HistoryError, check_history
+from flowgraph._base.result import StepRecord
+from flowgraph._store.checkpoint import Commit, usage_of
 from flowgraph.testing import ChatRequest, Reply, ScriptedServer, ToolCall
 
 # -- the tools, tool steps and predicates graphs are built from ---------------------------

@@ -180,13 +180,13 @@ def test_bad_formats_options_and_paths_are_clear_errors(tmp_path: Path) -> None:
 def test_rendering_never_changes_the_flow() -> None:
     flow = every_kind()
     flow.validate()
-    plan, edges, nodes = flow.plan(), flow.edges, dict(flow.nodes)
+    plan, edges, nodes = flow._compile(), flow.edges, dict(flow.nodes)
 
     flow.to_dot()
     flow.to_mermaid()
     flow.render(detail="compact")
 
-    assert flow.plan() is plan  # still valid, not rebuilt
+    assert flow._compile() is plan  # still valid, not rebuilt
     assert flow.edges == edges and dict(flow.nodes) == nodes
 
 
@@ -357,14 +357,14 @@ def test_rendering_a_run_never_changes_the_flow(tmp_path: Path) -> None:
     flow = steps_flow()
     before = flow.to_dot(), flow.to_mermaid()
     result = flow.run("go")
-    plan = flow.plan()
+    plan = flow._compile()
 
     result.render(str(tmp_path / "run.svg"))
     result.render(detail="compact", direction="LR")
     result._repr_svg_()
 
     assert (flow.to_dot(), flow.to_mermaid()) == before
-    assert flow.plan() is plan
+    assert flow._compile() is plan
 
 
 WAITING = 'color="#d97706"'  # the amber outline of the node a run waits at

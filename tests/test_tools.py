@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 import flowgraph as fg
-from flowgraph._tools import ToolArgumentsError, ToolDefinitionError
+from flowgraph._graph.tools import ToolArgumentsError, ToolDefinitionError
 
 
 class Size(enum.Enum):

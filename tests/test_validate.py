@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import flowgraph as fg
-from flowgraph import _local
+from flowgraph._llm import local as _local
 
 from .conftest import Serve
 

@@ -1,0 +1,93 @@
+"""The sync bridge: run a coroutine on a long-lived event loop in a helper thread.
+
+``flow.run()`` must work from a plain script and from inside a running event loop
+(a Jupyter cell), where ``asyncio.run`` refuses. As anyio's blocking portal does,
+the coroutine runs on a loop in a helper thread while the caller's thread waits.
+The loop lives as long as the process, so clients bound to it (httpx connection
+pools) stay valid from one ``run()`` to the next. On Ctrl-C the run is cancelled,
+its cleanup is awaited, and ``KeyboardInterrupt`` is raised again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from flowgraph._base.errors import UsageError
+
+T = TypeVar("T")
+CLEANUP_SECONDS = 30.0
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def _portal() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _thread is None or not _thread.is_alive():
+            _loop = asyncio.new_event_loop()
+            _thread = threading.Thread(
+                target=_loop.run_forever, name="flowgraph-portal", daemon=True
+            )
+            _thread.start()
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on the portal loop and return its result."""
+    if threading.current_thread() is _thread:
+        coro.close()
+        raise UsageError(
+            "flow.run() was called from inside a running flow (an async tool, step or hook); "
+            "use `await flow.arun(...)` there instead"
+        )
+    loop = _portal()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    tasks: list[asyncio.Task[tuple[T | None, BaseException | None]]] = []
+
+    def start() -> None:
+        task = loop.create_task(_caught(coro))
+        tasks.append(task)
+        task.add_done_callback(lambda finished: _settle(finished, done))
+
+    # The run sees the caller's context variables (tracing ids, Jupyter's output target).
+    loop.call_soon_threadsafe(start, context=contextvars.copy_context())
+    try:
+        return done.result()
+    except KeyboardInterrupt:
+        loop.call_soon_threadsafe(lambda: tasks[0].cancel())
+        with contextlib.suppress(BaseException):
+            done.result(timeout=CLEANUP_SECONDS)
+        raise
+
+
+async def _caught(coro: Coroutine[Any, Any, T]) -> tuple[T | None, BaseException | None]:
+    """``coro``'s result, or the SystemExit or KeyboardInterrupt it raised (a tool that
+    calls ``sys.exit()``): raised in a task, they would stop the portal's loop before
+    the caller heard of them, and ``run()`` would wait forever."""
+    try:
+        return await coro, None
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return None, exc
+
+
+def _settle(
+    task: asyncio.Task[tuple[T | None, BaseException | None]], done: concurrent.futures.Future[T]
+) -> None:
+    if task.cancelled():
+        done.set_exception(concurrent.futures.CancelledError())
+    elif (error := task.exception()) is not None:
+        done.set_exception(error)
+    else:
+        result, stopped = task.result()
+        if stopped is not None:
+            done.set_exception(stopped)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]  # T, as coro returned it

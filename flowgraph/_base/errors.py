@@ -1,0 +1,92 @@
+"""The errors flowgraph raises.
+
+Every error is a ``FlowgraphError``. Build-time errors (a broken graph, a bad
+tool signature) are apart from run-time errors (a server that fails, a run that
+loops) and from misuse of the API::
+
+    FlowgraphError
+    ├── FlowValidationError     the flow cannot run as built; raised before any request
+    ├── ConfigurationError      no model could be found, or a setting is wrong
+    ├── UsageError              the API was called in a way it does not support
+    ├── StoreError              a run store could not be written or read
+    └── RunError                a run failed; carries the state so far in ``.result``
+        ├── MaxStepsExceeded    the run took more node visits than ``max_steps``
+        ├── DeadlineExceeded    the run's deadline passed
+        └── ModelError          the model server failed, after the client's retries
+
+Run-time errors carry the run id, the step and the node, and chain their cause.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowgraph._base.result import RunResult
+
+
+class FlowgraphError(Exception):
+    """The root of every error flowgraph raises."""
+
+
+class FlowValidationError(FlowgraphError):
+    """The flow cannot run as built: the message names the node or edge and the fix.
+
+    Example:
+        >>> import flowgraph as fg
+        >>> flow = fg.Flow("empty")
+        >>> flow.validate()
+        Traceback (most recent call last):
+        ...
+        flowgraph._base.errors.FlowValidationError: flow 'empty' is not valid: it has no edge...
+
+    Attributes:
+        problems: each problem found, one line each.
+    """
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else [message]
+
+
+class ConfigurationError(FlowgraphError):
+    """A needed setting is missing or wrong, e.g. no model is configured."""
+
+
+class UsageError(FlowgraphError):
+    """The API was used in a way it does not support; the message says what to do."""
+
+
+class StoreError(FlowgraphError):
+    """A run store (a checkpointer) could not be written or read; the message names it."""
+
+
+class RunError(FlowgraphError):
+    """A run failed. Nothing done is lost: ``result`` holds the run state so far.
+
+    Attributes:
+        result: the run as far as it went (``status == "failed"``): messages, path,
+            context, usage.
+        node: the name of the node that was running, if any.
+        run_id: the run's id.
+        step: the step counter when the run failed.
+    """
+
+    def __init__(self, message: str, *, result: RunResult | None = None, node: str | None = None):
+        super().__init__(message)
+        self.result = result
+        self.node = node
+        self.run_id = result.run_id if result is not None else None
+        self.step = result.steps if result is not None else None
+
+
+class MaxStepsExceeded(RunError):
+    """The run visited more nodes than its ``max_steps`` allows: probably a loop."""
+
+
+class DeadlineExceeded(RunError):
+    """The run's ``deadline`` passed; its committed state can be resumed."""
+
+
+class ModelError(RunError):
+    """The model server failed after the client's retries, or answered unusably."""

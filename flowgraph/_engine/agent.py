@@ -1,0 +1,284 @@
+"""An agent's visit: the tool loop, as openai-node's ``runTools``.
+
+Request a completion; answer every tool call it makes (concurrently), sending
+bad arguments, unknown tools and exceptions back to the model as tool messages;
+run the ``after_completion`` hooks; repeat until the model answers without tool
+calls, hands off, or the agent's ``max_turns`` is reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from flowgraph._base.callables import call_inline
+from flowgraph._base.context import CURRENT_CALL, CallKey
+from flowgraph._base.errors import RunError
+from flowgraph._base.messages import HistoryCheck, Message
+from flowgraph._base.retry import NO_RETRY, retrying_on_named
+from flowgraph._engine.run import Run, Visit
+from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
+from flowgraph._graph.hooks import ToolEvent
+from flowgraph._graph.nodes import Agent
+from flowgraph._graph.tools import Tool, ToolArgumentsError
+from flowgraph._store.checkpoint import Position
+
+EMPTY_REPLY = "Your last reply was empty. {}"
+YES = frozenset({"y", "yes", "ok", "okay", "approve", "approved", "allow", "true", "1"})
+T = TypeVar("T")
+
+
+class ToolTimeout(Exception):
+    """A tool call took longer than its ``timeout``."""
+
+
+def approves(reply: Any) -> bool:
+    """Whether a human's reply to an approval approves: True, or a yes-like word."""
+    if isinstance(reply, bool):
+        return reply
+    return isinstance(reply, str) and reply.strip().lower().rstrip(".!") in YES
+
+
+async def gather_or_cancel(jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """Await the jobs concurrently; if one raises (or the run pauses), cancel the rest
+    and wait for them, so no task outlives the call."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def run_agent(run: Run, agent: Agent) -> Visit:
+    """One visit of ``agent`` as a node: its tool loop on the run's conversation,
+    with its hand-offs offered as transfer tools and the after_completion hooks."""
+    exits = run.plan.exits.get(agent.name, NO_EXITS)
+    return await _Loop(run, agent, run.messages, exits, agent.name, as_node=True).loop()
+
+
+async def agent_turn(run: Run, agent: Agent, messages: list[Message], node: str) -> str | None:
+    """The agent's tool loop on ``messages`` (a nested chat's), with no hand-offs and
+    no hooks; usage counts for ``node``. Returns the agent's last text."""
+    visit = await _Loop(run, agent, messages, NO_EXITS, node, as_node=False).loop()
+    return visit.output  # type: ignore[no-any-return]
+
+
+class _Loop:
+    """One tool loop: an agent, the messages it reads and extends, the exits it may take."""
+
+    def __init__(
+        self,
+        run: Run,
+        agent: Agent,
+        messages: list[Message],
+        exits: Exits,
+        node: str,
+        *,
+        as_node: bool,
+    ) -> None:
+        self.run, self.agent, self.messages, self.exits = run, agent, messages, exits
+        self.node, self.as_node = node, as_node
+        self.tools, self.schemas = run.plan.toolset(agent, exits)
+        # The run's conversation is checked incrementally across visits; a nested
+        # chat's is short and checked per turn.
+        self.history = run.history if messages is run.messages else HistoryCheck()
+
+    async def loop(self) -> Visit:
+        at = self.run.at if self.as_node else None
+        turn, output, handoff, pending = 0, None, None, False
+        if at is not None:  # a resumed visit: go on from its last commit
+            turn, output, pending = at.turn, at.output, at.pending
+            handoff = self.exits.transfer(TRANSFER_PREFIX + at.handoff) if at.handoff else None
+        while turn < self.agent.max_turns:
+            # A committed completion whose calls were never answered is answered first.
+            message = self.messages[-1] if pending else await self._request()
+            pending, turn = False, turn + 1
+            calls = message.get("tool_calls")
+            content = message.get("content")
+            if content:
+                output = content
+            if calls:
+                await self._commit(turn - 1, output, None, pending=True)
+                handoff = await self._answer(calls)
+            elif not content:
+                self.messages.append({"role": "system", "content": self._nudge()})
+            if self.as_node:
+                await self.run.after_completion(self.agent, message)
+            done = handoff is not None or bool(content and not calls)
+            if calls:
+                await self._commit(turn, output, handoff, done=done)
+            if done:
+                break
+        else:
+            self.run.note(f"agent {self.agent.name!r} reached max_turns={self.agent.max_turns}")
+        return Visit(output=output, handoff=handoff)
+
+    async def _commit(
+        self,
+        turn: int,
+        output: str | None,
+        handoff: Edge | None,
+        *,
+        pending: bool = False,
+        done: bool = False,
+    ) -> None:
+        """Commit the visit so far, if it took long enough to be worth it (see
+        ``Run.checkpoint``). Before tool calls run, the commit is made and waited for
+        if a called tool takes the run context: a resumed run then answers the same
+        calls, with the same ``ctx.idempotency_key``. A tool without the context
+        cannot key its side effects, so waiting for the disk would buy it nothing."""
+        if not self.as_node:
+            return  # a nested chat's turn: the node is re-run as a whole
+        position = Position(
+            node=self.node,
+            phase="exit" if done else "visit",
+            step=self.run.step,
+            turn=turn,
+            pending=pending,
+            handoff=handoff.target if handoff is not None else None,
+            output=output,
+        )
+        await self.run.checkpoint(position, durable=pending and self._keyed(), inside=True)
+
+    def _keyed(self) -> bool:
+        """Whether a tool called in the last completion takes the run context."""
+        calls = self.messages[-1].get("tool_calls") or ()
+        for call in calls:
+            tool = self.tools.get(call["function"]["name"])
+            if tool is not None and tool.spec.context_param is not None:
+                return True
+        return False
+
+    def _nudge(self) -> str:
+        ways = ["answer the conversation"]
+        if self.tools:
+            ways.append("call one of your tools")
+        if self.exits.llm:
+            ways.append("hand off with a transfer tool")
+        options = ", ".join(ways[:-1]) + f" or {ways[-1]}" if len(ways) > 1 else ways[0]
+        return EMPTY_REPLY.format(options[0].upper() + options[1:] + ".")
+
+    async def _request(self) -> Message:
+        agent = self.agent
+        try:
+            system: str = await call_inline(agent.system_prompt, self.run.ctx)
+        except Exception as exc:
+            raise RunError(
+                f"the instructions of agent {agent.name!r} raised {type(exc).__name__}: {exc}",
+                node=self.node,
+            ) from exc
+        self.run.check_history(self.node, self.messages, self.history)
+        # An empty system message is refused by strict providers: leave it out.
+        messages = (
+            [{"role": "system", "content": system}, *self.messages] if system else self.messages
+        )
+        completion = await self.run.complete(
+            self.node,
+            messages,
+            model=self.run.model_of(self.agent),
+            tools=self.schemas,
+            retry=agent.retry,
+            timeout=agent.request_timeout,
+            checked=True,
+        )
+        message = completion.message
+        if message.get("content") or message.get("tool_calls"):
+            message["name"] = agent.name
+            self.messages.append(message)
+        return message
+
+    async def _answer(self, calls: Sequence[Message]) -> Edge | None:
+        """Answer each tool call with exactly one tool message, in the calls' order."""
+        handoff: Edge | None = None
+        texts: list[str | None] = [None] * len(calls)
+        pending: dict[int, Awaitable[str]] = {}
+        for index, call in enumerate(calls):
+            name = call["function"]["name"]
+            edge = self.exits.transfer(name)
+            if edge is not None and handoff is None:
+                handoff = edge
+                texts[index] = f"Transferred to {edge.target}."
+            elif edge is not None and handoff is not None:
+                texts[index] = (
+                    f"Error: already handing off to {handoff.target}; one hand-off per turn."
+                )
+            elif name in self.tools:
+                pending[index] = self._call_tool(self.tools[name], call)
+            else:
+                texts[index] = self._unknown(name)
+        if len(pending) == 1:
+            index, job = pending.popitem()
+            texts[index] = await job
+        elif pending:
+            done = await gather_or_cancel(pending.values())
+            for index, result in zip(pending, done, strict=True):
+                texts[index] = result
+        for call, text in zip(calls, texts, strict=True):
+            self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+        return handoff
+
+    async def _call_tool(self, tool: Tool, call: Message) -> str:
+        run = self.run
+        arguments = str(call["function"].get("arguments") or "")
+        observed = run.hooks.wants("tool_start") or run.hooks.wants("tool_end")
+        if observed:
+            start = ToolEvent(run.run_id, run.step, self.node, tool.name, call["id"], arguments)
+            await run.hooks.emit("tool_start", start)
+        token = CURRENT_CALL.set(CallKey(run.call_key(call["id"]), can_pause=self.as_node))
+        failed = True
+        try:
+            text = await self._run_tool(tool, arguments)
+            failed = False
+        except ToolArgumentsError as exc:
+            text = f"Error: {exc}. Call the tool again with arguments that fit its schema."
+        except Exception as exc:
+            text = f"Error: tool {tool.name!r} raised {type(exc).__name__}: {exc}"
+        finally:
+            CURRENT_CALL.reset(token)
+        if observed:
+            end = ToolEvent(
+                run.run_id,
+                run.step,
+                self.node,
+                tool.name,
+                call["id"],
+                arguments,
+                result=text,
+                failed=failed,
+            )
+            await run.hooks.emit("tool_end", end)
+        return text
+
+    async def _run_tool(self, tool: Tool, arguments: str) -> str:
+        """Validate the arguments, ask a human first if the tool says so, then run it."""
+        kwargs = tool.validate(arguments)
+        if tool.requires_approval:
+            shown = json.dumps(kwargs, default=str, ensure_ascii=False)
+            reply = self.run.interrupt(f"Approve the call {tool.name}({shown})?", "approval")
+            if not approves(reply):
+                return f"Error: a human did not approve this call of {tool.name} ({reply!r})."
+        try:
+            return await retrying_on_named(
+                lambda: tool.invoke(kwargs, self.run.ctx), tool.retry, timeout=tool.timeout
+            )
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            policy = tool.retry or NO_RETRY
+            raise ToolTimeout(
+                f"the call did not finish within {tool.timeout:g} s"
+                + (f" ({policy.attempts} attempts)" if policy.attempts > 1 else "")
+            ) from exc
+
+    def _unknown(self, name: str) -> str:
+        transfers = ", ".join(edge.transfer_name for edge in self.exits.llm) or "none"
+        if name.startswith(TRANSFER_PREFIX):
+            return (
+                f"Error: no hand-off from {self.agent.name} to {name[len(TRANSFER_PREFIX) :]!r} is "
+                f"declared. The hand-offs you can use: {transfers}."
+            )
+        known = ", ".join(self.tools) or "none"
+        return f"Error: there is no tool {name!r}. Your tools: {known}; hand-offs: {transfers}."

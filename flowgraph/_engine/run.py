@@ -1,0 +1,318 @@
+"""One run in flight: its conversation, context, counters, and the services nodes use."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from flowgraph._base.callables import call_user
+from flowgraph._base.context import CURRENT_CALL, RunContext, Usage
+from flowgraph._base.errors import DeadlineExceeded, ModelError, RunError, UsageError
+from flowgraph._base.messages import HistoryCheck, HistoryError, Message, check_history
+from flowgraph._base.result import RunResult, Status, StepRecord, Waiting, WaitKind
+from flowgraph._base.retry import DEFAULT_REQUEST_RETRY, DeadlinePassed, Retry, retrying, transient
+from flowgraph._graph.edges import Edge
+from flowgraph._graph.hooks import HookContext, HookSet
+from flowgraph._llm.models import Completion, Model
+from flowgraph._store.checkpoint import Position
+from flowgraph._store.open import DEFAULT_STORE
+
+if TYPE_CHECKING:
+    from flowgraph._base.result import ChatResult
+    from flowgraph._engine.journal import Journal
+    from flowgraph._graph.nodes import Node
+    from flowgraph._graph.plan import Plan
+
+
+WORTH_SAVING = 0.001  # seconds of work inside a visit worth a commit of their own
+
+
+class Pause(BaseException):
+    """Unwinds a run to a pause: it waits for a reply (a Human node, an interrupt, an
+    approval). A BaseException, so a tool's ``except Exception`` cannot swallow it."""
+
+    def __init__(self, waiting: Waiting) -> None:
+        super().__init__(waiting.prompt)
+        self.waiting = waiting
+
+
+@dataclass
+class Visit:
+    """How a node's visit ended: its output, and the hand-off an agent chose."""
+
+    output: Any = None
+    handoff: Edge | None = None
+    inner: RunResult | None = None  # a sub-flow's run
+
+
+class Run:
+    """The mutable state of one run, and the calls every node makes through it."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        messages: list[Message],
+        context: Any,
+        run_id: str,
+        max_steps: int,
+        hooks: HookSet | None = None,
+        inherited_model: Model | None = None,
+        parent: Run | None = None,
+    ) -> None:
+        self.plan = plan
+        self.parent = parent
+        self.journal: Journal | None = None  # the root run's, when it has a store
+        self.position: Position | None = None
+        self.child: Run | None = None  # the sub-flow running inside this run's visit
+        self.resume: list[Position] = []  # where a resumed run (and its sub-flows) stood
+        # A resumed root run's sub-flow log entries, by where each ran (Commit.inner).
+        self.inner_logs: dict[str, dict[str, list[Any]]] = {}
+        self.at: Position | None = None  # the resumed visit's position, for the node to take
+        self.replies: dict[str, Any] = {}
+        self.deadline: float | None = parent.deadline if parent is not None else None
+        self.inherited_model = inherited_model  # a sub-flow's: its parent flow's model
+        self.hooks = hooks or plan.hooks
+        self.run_id = run_id
+        self.max_steps = max_steps
+        self.messages = messages
+        self.history = HistoryCheck()  # of ``messages``, checked before each request
+        self.usage = Usage()
+        self.usage_by_node: dict[str, Usage] = {}
+        self.usage_grew: set[str] = set()  # the nodes that spent since the last commit
+        self.path: list[str] = []
+        self.trace: list[StepRecord] = []
+        self.notes: list[str] = []
+        self.chats: list[ChatResult] = []
+        self.step = 0
+        self.output: Any = None
+        self.ctx: RunContext[Any] = RunContext(
+            context, messages, run_id, usage=self.usage, path=self.path, _run=self
+        )
+
+    def deadline_passed(self, node: str) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"the run passed its deadline at node {node!r}; what it committed is kept: "
+            "resume it (with a new deadline) to go on",
+            node=node,
+        )
+
+    def check_deadline(self, node: str) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise self.deadline_passed(node)
+
+    # -- checkpoints and pauses -------------------------------------------------------
+
+    @property
+    def root(self) -> Run:
+        return self if self.parent is None else self.parent.root
+
+    def positions(self) -> list[Position]:
+        """Where this run stands, then where the sub-flow running inside it stands."""
+        own = [self.position] if self.position is not None else []
+        return own + self.child.positions() if self.child is not None else own
+
+    async def checkpoint(
+        self, position: Position, *, durable: bool = False, inside: bool = False
+    ) -> None:
+        """Note ``position`` and commit the run there; ``durable`` waits for the store.
+
+        A point ``inside`` a visit (an agent between its requests and tool calls) is
+        committed only if it is ``durable`` or the work since the last commit took
+        ``WORTH_SAVING`` seconds or more: redoing less after a crash costs less than
+        committing it every time.
+        """
+        self.position = position
+        root = self.root
+        journal = root.journal
+        if journal is None:
+            return
+        if inside and not durable and time.monotonic() - journal.committed < WORTH_SAVING:
+            return
+        if self.parent is None and position.phase == "next":
+            root.replies.clear()  # a step boundary: the replies were used
+        journal.commit(root, root.positions(), "running")
+        if durable:
+            await journal.store.flush()
+
+    def where(self) -> str:
+        """The steps of the root run and of each sub-flow down to this one, as in
+        ``"3.2"``: names a point of the run, and where a sub-flow in it runs."""
+        steps: list[str] = []
+        run: Run | None = self
+        while run is not None:
+            if run.position is not None:
+                steps.append(str(run.position.step))
+            run = run.parent
+        return ".".join(reversed(steps))
+
+    def call_key(self, call: str) -> str:
+        """A key naming one call at this point of the run, stable when it is resumed:
+        the run id, the step of the run and of each sub-flow, and ``call``."""
+        return f"{self.run_id}:{self.where() or self.step}:{call}"
+
+    def replied(self, key: str) -> bool:
+        """The run was resumed with a reply for ``key`` (an ask or an interrupt)."""
+        return key in self.root.replies
+
+    def interrupt(self, prompt: str, kind: WaitKind = "interrupt", key: str | None = None) -> Any:
+        """The reply to ``prompt`` if the run was resumed with one, else pause the run."""
+        if key is None:
+            call = CURRENT_CALL.get()
+            if call is None:
+                raise UsageError(
+                    "ctx.interrupt() pauses a tool call or a tool step: call it from one"
+                )
+            if not call.can_pause:
+                raise UsageError(
+                    f"a tool in the nested chats of {self.ctx.node!r} asked a human "
+                    f"({prompt!r}); only the flow's own agents, tool steps and Human nodes "
+                    "can pause a run"
+                )
+            call.interrupts += 1
+            key = f"{call.key}:{call.interrupts}"
+        replies = self.root.replies
+        if key in replies:
+            return replies[key]
+        node = self.position.node if self.position is not None else self.ctx.node
+        raise Pause(Waiting(key=key, node=node, prompt=prompt, kind=kind))
+
+    async def settle(
+        self, status: Status, reason: str, waiting: Waiting | None = None
+    ) -> RunResult:
+        """End the run here (or pause it): commit the end and wait for the store."""
+        result = self.result(status, reason)
+        result.waiting = waiting
+        journal = self.journal
+        if journal is None and status == "waiting":
+            from flowgraph._engine.journal import Journal
+
+            # No store: keep the paused run in this process, so resume() finds it.
+            journal = self.journal = Journal(DEFAULT_STORE, self.run_id, self.plan.flow.name)
+        if journal is not None:
+            if status == "failed":
+                journal.mark(self, status, reason)
+            else:
+                journal.commit(self, self.positions(), status, reason, waiting)
+            await journal.store.flush()
+        return result
+
+    def model_of(self, node: Node | None) -> Model:
+        """The node's own model, else its flow's, else the parent flow's (in a sub-flow),
+        else the default model."""
+        return self.plan.model_of(node, self.inherited_model)
+
+    def append(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    async def complete(
+        self,
+        node: str,
+        messages: list[Message],
+        *,
+        model: Model | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        checked: bool = False,
+    ) -> Completion:
+        """Send one request for ``node`` (with ``model``, by default the node's) after
+        checking the history (unless the caller ``checked`` it), retrying as ``retry``
+        (else the flow's, else the model's policy) allows; count its usage for the
+        node and the run."""
+        if not checked:
+            self.check_history(node, messages)
+        model = model or self.model_of(self.plan.nodes.get(node))
+        flow = self.plan.flow
+        policy = retry or flow.retry or getattr(model, "retry", None) or DEFAULT_REQUEST_RETRY
+        try:
+            completion = await retrying(
+                lambda: model.complete(
+                    messages, tools=tools or None, response_format=response_format
+                ),
+                policy,
+                transient,
+                timeout=timeout or flow.request_timeout,
+                deadline=self.deadline,
+            )
+        except RunError:
+            raise
+        except DeadlinePassed as exc:
+            raise self.deadline_passed(node) from exc.__cause__
+        except Exception as exc:
+            raise ModelError(
+                f"the model request of node {node!r} failed "
+                f"({model.name}): {type(exc).__name__}: {exc}",
+                node=node,
+            ) from exc
+        self.spend(node, completion.usage)
+        return completion
+
+    def spend(self, node: str, usage: Usage) -> None:
+        """Count ``usage`` for ``node`` and for the run."""
+        self.usage.add(usage)
+        node_usage = self.usage_by_node.get(node)
+        if node_usage is None:
+            node_usage = self.usage_by_node[node] = Usage()
+        node_usage.add(usage)
+        self.usage_grew.add(node)
+
+    def check_history(
+        self, node: str, messages: list[Message], history: HistoryCheck | None = None
+    ) -> None:
+        """Refuse to send a conversation whose tool calls are not answered in place;
+        ``history`` checks only what was added since its last check."""
+        try:
+            if history is None:
+                check_history(messages)
+            else:
+                history.check(messages)
+        except HistoryError as exc:
+            raise RunError(
+                f"node {node!r} would send a broken conversation: {exc}", node=node
+            ) from exc
+
+    async def after_completion(self, node: Node, completion: Message | None) -> None:
+        """Run the flow's and the node's after_completion hooks at this safe point."""
+        hooks = self.hooks.after_completion + node.hooks
+        point: Literal["completion", "node_exit"] = (
+            "completion" if completion is not None else "node_exit"
+        )
+        for hook in hooks:
+            try:
+                await call_user(
+                    hook, HookContext(self.ctx, self.step, node.name, point, completion)
+                )
+            except UsageError:
+                raise
+            except Exception as exc:
+                name = getattr(hook, "__name__", repr(hook))
+                raise RunError(
+                    f"the after_completion hook {name!r} raised at node "
+                    f"{node.name!r}: {type(exc).__name__}: {exc}",
+                    node=node.name,
+                ) from exc
+
+    def result(self, status: Status, reason: str) -> RunResult:
+        result = RunResult(
+            flow=self.plan.flow.name,
+            run_id=self.run_id,
+            status=status,
+            reason=reason,
+            output=self.output,
+            messages=self.messages,
+            context=self.ctx.context,
+            path=self.path,
+            usage=self.usage,
+            usage_by_node=self.usage_by_node,
+            steps=self.step,
+            trace=self.trace,
+            notes=self.notes,
+            chats=self.chats,
+        )
+        result._flow = self.plan.flow
+        return result

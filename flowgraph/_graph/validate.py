@@ -1,0 +1,198 @@
+"""Validation: graph checks in networkx, before any request is made.
+
+Every problem is collected, then reported at once in one ``FlowValidationError``
+whose lines each name the node or edge and say how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from flowgraph._base.errors import FlowValidationError
+from flowgraph._graph.edges import TRANSFER_PREFIX, Edge
+from flowgraph._graph.nested import NestedChat
+from flowgraph._graph.nodes import END, START, Agent
+from flowgraph._graph.subflow import SubFlow
+from flowgraph._graph.tools import ToolDefinitionError
+from flowgraph._llm.default import NO_MODEL, default_model_available
+
+if TYPE_CHECKING:
+    from flowgraph._graph.plan import DeclaredFlow
+
+
+def validate(flow: DeclaredFlow) -> None:
+    """Raise ``FlowValidationError`` listing every problem of ``flow``."""
+    problems = list(_problems(flow, within=(), inherited=False))
+    if problems:
+        head = f"flow {flow.name!r} is not valid"
+        text = (
+            f"{head}: {problems[0]}"
+            if len(problems) == 1
+            else (head + ":\n" + "\n".join(f"- {problem}" for problem in problems))
+        )
+        raise FlowValidationError(text, problems=problems)
+
+
+def _problems(flow: DeclaredFlow, within: tuple[int, ...], inherited: bool) -> Iterator[str]:
+    """``inherited``: a parent flow lends this (sub-)flow its model."""
+    yield from _endpoints(flow)
+    yield from _start_and_end(flow)
+    yield from _reachability(flow)
+    yield from _exits(flow)
+    yield from _nested(flow)
+    has_model = inherited or flow.model is not None
+    yield from _subflows(flow, (*within, id(flow)), has_model)
+    yield from _tools(flow)
+    yield from _models(flow, has_model)
+
+
+def build_graph(flow: DeclaredFlow) -> nx.MultiDiGraph:
+    """The topology as a MultiDiGraph: nodes by name, edges keyed by declaration order."""
+    graph = nx.MultiDiGraph(name=flow.name)
+    for node in (START, *flow.nodes.values(), END):
+        graph.add_node(node.name, kind=node.kind, node=node)
+    for edge in flow.edges:
+        if edge.source in graph and edge.target in graph:
+            graph.add_edge(
+                edge.source,
+                edge.target,
+                key=edge.index,
+                kind=edge.kind,
+                label=edge.label,
+                edge=edge,
+            )
+    return graph
+
+
+def _known(flow: DeclaredFlow) -> set[str]:
+    return {START.name, END.name, *flow.nodes}
+
+
+def _endpoints(flow: DeclaredFlow) -> Iterator[str]:
+    known = _known(flow)
+    for edge in flow.edges:
+        for name in (edge.source, edge.target):
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                yield (
+                    f"{edge.describe()}: there is no node {name!r}{hint}; pass the node "
+                    "object to flow.edge(), or add it with flow.add(node)"
+                )
+
+
+def _start_and_end(flow: DeclaredFlow) -> Iterator[str]:
+    if not any(edge.source == START.name for edge in flow.edges):
+        yield "it has no edge from START: add flow.edge(fg.START, first_node)"
+    for edge in flow.edges:
+        if edge.target == START.name:
+            yield f"{edge.describe()}: no edge may lead into START; route back to a node instead"
+        if edge.source == END.name:
+            yield f"{edge.describe()}: no edge may leave END, where the run ends"
+
+
+def _reachability(flow: DeclaredFlow) -> Iterator[str]:
+    graph = build_graph(flow)
+    reachable = nx.descendants(graph, START.name) | {START.name}
+    lost = sorted(name for name in flow.nodes if name not in reachable)
+    if lost and any(edge.source == START.name for edge in flow.edges):
+        yield (
+            f"nodes not reachable from START: {lost}. Add an edge that leads to them, or "
+            "leave them out of the flow"
+        )
+
+
+def _exits(flow: DeclaredFlow) -> Iterator[str]:
+    seen_llm: set[tuple[str, str]] = set()
+    fallbacks: dict[str, list[Edge]] = {}
+    for edge in flow.edges:
+        if edge.kind == "llm":
+            if (edge.source, edge.target) in seen_llm:
+                yield (
+                    f"{edge.describe()} has two LLM conditions: merge them into one "
+                    "string (the agent gets one transfer tool per target)"
+                )
+            seen_llm.add((edge.source, edge.target))
+        elif edge.kind == "fallback":
+            fallbacks.setdefault(edge.source, []).append(edge)
+    for source, edges in fallbacks.items():
+        if len(edges) > 1:
+            targets = [edge.target for edge in edges]
+            yield (
+                f"node {source!r} has {len(edges)} unconditional edges (to {targets}): "
+                "parallel branches are not supported yet; give all but one a condition "
+                "(when=...)"
+            )
+
+
+def _nested(flow: DeclaredFlow) -> Iterator[str]:
+    for node in flow.nodes.values():
+        if isinstance(node, NestedChat):
+            yield from node.problems()
+
+
+def _subflows(flow: DeclaredFlow, within: tuple[int, ...], has_model: bool) -> Iterator[str]:
+    for node in flow.nodes.values():
+        if not isinstance(node, SubFlow):
+            continue
+        if id(node.flow) in within:
+            yield f"sub-flow {node.name!r} contains itself: a flow cannot run inside itself"
+            continue
+        for problem in _problems(node.flow, within, has_model):
+            yield f"sub-flow {node.name!r}: {problem}"
+
+
+def _tools(flow: DeclaredFlow) -> Iterator[str]:
+    for agent in _agents(flow):
+        names: set[str] = set()
+        for tool in agent.tools:
+            try:
+                tool.spec  # noqa: B018 - builds the schema, raising if it cannot
+            except ToolDefinitionError as exc:
+                yield f"agent {agent.name!r}: {exc}"
+                continue
+            if tool.name in names:
+                yield (
+                    f"agent {agent.name!r} has two tools named {tool.name!r}: rename one "
+                    "with fg.Tool(fn, name=...)"
+                )
+            if tool.name.startswith(TRANSFER_PREFIX):
+                yield (
+                    f"agent {agent.name!r}: tool name {tool.name!r} is reserved for "
+                    "hand-offs; rename it with fg.Tool(fn, name=...)"
+                )
+            names.add(tool.name)
+
+
+def _models(flow: DeclaredFlow, has_model: bool) -> Iterator[str]:
+    if has_model or default_model_available():
+        return
+    for agent in _agents(flow):
+        if agent.model is None:
+            yield f"agent {agent.name!r} has no model: {NO_MODEL}"
+    for edge in flow.edges:
+        node = flow.nodes.get(edge.source)
+        if (
+            edge.kind == "llm"
+            and not isinstance(node, Agent)
+            and (node is None or node.model is None)
+        ):
+            yield (
+                f"{edge.describe()} has an LLM condition, but {edge.source!r} has no model "
+                f"to evaluate it: {NO_MODEL}"
+            )
+
+
+def _agents(flow: DeclaredFlow) -> Iterator[Agent]:
+    """The flow's agents, those of its nested chats included (each once)."""
+    seen: set[int] = set()
+    for node in flow.nodes.values():
+        inner = node.agents() if isinstance(node, NestedChat) else [node]
+        for agent in inner:
+            if isinstance(agent, Agent) and id(agent) not in seen:
+                seen.add(id(agent))
+                yield agent

@@ -1,0 +1,158 @@
+"""Models: anything that answers a chat completion request. ``OpenAIModel`` talks HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from flowgraph._base.context import Usage
+from flowgraph._base.messages import Message
+from flowgraph._base.retry import Retry
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer of a model: an assistant message (OpenAI format) and its usage."""
+
+    message: Message
+    usage: Usage
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What flowgraph needs of a model. Implement it to plug in anything else.
+
+    Example:
+        >>> class Echo:
+        ...     name = "echo"
+        ...     async def complete(self, messages, *, tools=None, response_format=None):
+        ...         text = messages[-1]["content"]
+        ...         return Completion({"role": "assistant", "content": text}, Usage(requests=1))
+    """
+
+    name: str
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> Completion: ...
+
+
+class OpenAIModel:
+    """A model behind any OpenAI-compatible chat completions endpoint.
+
+    OpenAI itself, Azure, vLLM, Ollama, llama.cpp: set ``base_url`` (and ``api_key``)
+    for the others. ``settings`` (``temperature=0``, ``seed=1``, ...) are sent with
+    every request. ``timeout`` configures the client (the openai default: 600 s).
+    flowgraph retries failed requests itself (429 after its Retry-After, 5xx,
+    timeouts, dropped connections), so the client's own retries are turned off:
+    ``max_retries`` sets this model's default policy, ``fg.Retry(attempts=max_retries
+    + 1)``, which a flow's or an agent's ``retry=`` overrides. Pass ``client`` to
+    reuse an ``openai.AsyncOpenAI`` you configured (a copy without retries is used).
+
+    Example:
+        >>> model = OpenAIModel("gpt-4.1-mini", temperature=0)
+        >>> model
+        OpenAIModel('gpt-4.1-mini')
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        client: AsyncOpenAI | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        **settings: Any,
+    ) -> None:
+        self.name = model
+        self.base_url = base_url
+        self.settings = settings
+        self.retry = Retry(attempts=max_retries + 1) if max_retries is not None else None
+        self._client_options: dict[str, Any] = {"max_retries": 0}
+        if timeout is not None:
+            self._client_options["timeout"] = timeout
+        self._api_key = api_key
+        self._client = client.with_options(max_retries=0) if client is not None else None
+        # httpx connections belong to the event loop that opened them: one client per loop.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        where = f", base_url={self.base_url!r}" if self.base_url else ""
+        return f"{type(self).__name__}({self.name!r}{where})"
+
+    def client(self) -> AsyncOpenAI:
+        """The ``AsyncOpenAI`` client for the running event loop."""
+        if self._client is not None:
+            return self._client
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            from openai import AsyncOpenAI
+
+            client = AsyncOpenAI(
+                base_url=self.base_url, api_key=self._api_key or _env_key(), **self._client_options
+            )
+            self._clients[loop] = client
+        return client
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> Completion:
+        options = dict(self.settings)
+        if tools:
+            options["tools"] = tools
+        if response_format is not None:
+            options["response_format"] = response_format
+        response = await self.client().chat.completions.create(
+            model=self.name,
+            messages=messages,  # type: ignore[arg-type]
+            **options,
+        )
+        return _completion(response)
+
+
+def _env_key() -> str:
+    # The openai client insists on a key; local servers ignore it.
+    return os.environ.get("OPENAI_API_KEY") or "not-needed"
+
+
+def _completion(response: Any) -> Completion:
+    usage = Usage(requests=1)
+    if response.usage is not None:
+        usage.prompt_tokens = response.usage.prompt_tokens or 0
+        usage.completion_tokens = response.usage.completion_tokens or 0
+    if not response.choices:
+        return Completion({"role": "assistant", "content": None}, usage)
+    reply = response.choices[0].message
+    message: Message = {"role": "assistant", "content": reply.content}
+    calls = [call for call in reply.tool_calls or () if getattr(call, "function", None)]
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in calls
+        ]
+    return Completion(message, usage)

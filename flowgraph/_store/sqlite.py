@@ -1,0 +1,749 @@
+"""``SQLiteCheckpointer``: runs committed to a SQLite file, off the event loop.
+
+One writer thread per file and process writes commits in batches, one transaction
+each (group commit), so a hundred concurrent runs cost a few transactions, not a
+hundred, and never meet "database is locked".
+
+A run's journal hands its plain steps over in batches (``_journal.BATCH``), encoded
+as JSON in one go on the event loop's thread; other commits go one at a time. They
+wait in a buffer until the runs have made none for ``quiet`` seconds (5 ms: they
+await a model, a tool, a human), or the oldest has waited ``max_wait`` (100 ms).
+Then the writer takes the buffer, and the steps the journals still hold. Writing
+while runs keep the loop busy costs more than the writing: the two threads trade the
+GIL, and each trade waits for the OS to wake a thread. The writer keeps the time
+itself: a timer on the event loop would make each of the loop's turns dearer while
+commits wait. It looks at the buffer ``quiet`` seconds after its first commit, and
+while the runs are busy it looks again after waits four times longer each time (up
+to ``max_wait``): a look takes the GIL from the busy loop, and measured, each cost a
+run of fast steps far more than the look's own work (a look every 5 ms made such a
+run 5-8% slower). So commits made in a burst are written at most about four times
+the burst's length after it ends. ``flush`` has the writer take everything at once,
+and waits until it is written.
+
+The file is in WAL mode with ``synchronous=NORMAL``: a written commit survives the
+process being killed; after a power cut the last few may be lost, as with any WAL
+database. Tables: ``runs`` (one row per run, for listing) and ``commits`` (one row
+per run and batch, a segment: a JSON array of an entry per commit, each with the
+messages it added, and the path they added). Nothing is rewritten as the
+conversation grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import json
+import operator
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from typing import Any
+
+import orjson
+from pydantic_core import to_json, to_jsonable_python
+
+from flowgraph._base.context import Usage
+from flowgraph._base.errors import ConfigurationError, StoreError
+from flowgraph._base.result import StepRecord, Waiting
+from flowgraph._store.checkpoint import (
+    Commit,
+    HeldSteps,
+    Position,
+    RunInfo,
+    Spent,
+    Step,
+    UnstorableStep,
+    as_spent,
+    fold,
+    spent,
+    upto,
+    usage_of,
+)
+
+SCHEMA_VERSION = 5  # 5: an entry always holds the run's usage
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    flow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    node TEXT,
+    reason TEXT NOT NULL,
+    usage TEXT NOT NULL,
+    parent TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_update ON runs (updated);
+CREATE TABLE IF NOT EXISTS commits (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    path TEXT,
+    data TEXT NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (run_id, seq)
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+BUSY_TIMEOUT_MS = 60_000
+EXIT_FLUSH_SECONDS = 10.0
+QUIET = 0.005
+MAX_WAIT = 0.1
+BACKOFF = 4  # each look at busy runs waits this many times longer than the last
+
+
+_WAKE = None  # the buffer got its first commit: the writer starts keeping the time
+
+
+class _Flush:
+    def __init__(self) -> None:
+        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+
+class SQLiteCheckpointer:
+    """Commits runs to a SQLite file. ``flow.run(..., store="runs.db")`` opens one.
+
+    Args:
+        path: the database file; created, with its tables, if missing.
+        quiet: commits are written once no run has committed for this many seconds
+            (noticed later after a burst of commits: see the module's notes),
+        max_wait: or once the oldest unwritten commit has waited this long. Pauses,
+            ends, failures and an agent's calls of tools that take the run context
+            are written before the run goes on.
+
+    Example:
+        >>> store = SQLiteCheckpointer("runs.db")  # doctest: +SKIP
+        >>> result = flow.run("Hi", store=store)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, quiet: float = QUIET, max_wait: float = MAX_WAIT
+    ) -> None:
+        self.path = os.fspath(path)
+        self.quiet, self.max_wait = quiet, max_wait
+        try:
+            with closing(self._connect()) as db:
+                _wal(db)
+                _create(db, self.path)
+        except sqlite3.Error as exc:
+            raise ConfigurationError(
+                f"cannot open the run store {self.path!r}: {exc}. Give a writable file path"
+            ) from exc
+        # _WAKE when the buffer gets its first commit; a _Flush to write it at once.
+        self._queue: queue.SimpleQueue[_Flush | None] = queue.SimpleQueue()
+        # The commits not yet written: a segment per run, and the closed ones.
+        self._open: dict[str, _Segment] = {}
+        self._closed: list[_Segment] = []
+        self._announced: list[HeldSteps] = []  # journals holding steps for the next write
+        self._first = self._last = 0.0  # when the oldest and the newest buffered commit came
+        self._lock = threading.Lock()
+        self._outputs: dict[str, Any] = {}  # run id -> the output last written
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._write_loop, name=f"flowgraph-sqlite:{self.path}", daemon=True
+        )
+        self._thread.start()
+        atexit.register(self._flush_at_exit)
+
+    def __repr__(self) -> str:
+        return f"SQLiteCheckpointer({self.path!r})"
+
+    # -- writing ----------------------------------------------------------------------
+
+    def commit(self, commit: Commit) -> None:
+        rare = {name: value for name in EXTRA if (value := getattr(commit, name))}
+        if commit.status == "running":
+            del rare["status"]
+        step = (
+            commit.seq,
+            commit.step,
+            commit.positions,
+            commit.messages_from,
+            commit.messages,
+            commit.usage,
+            commit.usage_by_node,
+            commit.path,
+            commit.context,
+            commit.trace,
+            commit.output,
+            rare,
+            commit.status,
+            commit.reason,
+            commit.created,
+        )
+        self.commit_steps(commit.run_id, commit.flow, commit.parent, commit.started, [step])
+        if commit.status != "running":  # ended or paused: a resumed run starts over
+            self._outputs.pop(commit.run_id, None)
+
+    def commit_steps(
+        self, run_id: str, flow: str, parent: str | None, started: float, steps: list[Step]
+    ) -> None:
+        """Commit a run's steps, in order, each given as the tuple of a ``Commit``'s
+        fields: seq, step, positions, messages_from, messages, usage, usage_by_node,
+        path, context, trace, output, extra (the fields of EXTRA that are set, in a dict
+        of the caller's, or None), status, reason, created (0: now). The journal's way
+        for plain steps, in batches (see ``Journal``).
+
+        The one place commits become entries (JSON arrays, their fields in the order of
+        ``ENTRY``: the encoder's time goes by the item) and join their run's segment.
+        Entries are made of small lists, dicts and numbers, which orjson encodes three
+        times faster than pydantic-core; a batch is encoded in one call, mostly on the
+        event loop's thread (a journal hands over ``BATCH`` steps at a time). The steps
+        a journal still holds when the writer writes are encoded on the writer's: fewer
+        than ``BATCH``, and mostly while the runs are quiet. Encoding every batch
+        there was slower: the steps' containers, kept until then, made the garbage
+        collector walk more, and the writer's Python work fought the runs for the GIL.
+        A commit repeats the output until a node makes another: it is written only
+        when it is not the object last written.
+        """
+        if self._failure is not None:
+            raise self._failure
+        outputs = self._outputs
+        written = outputs.get(run_id, UNWRITTEN)
+        entries = []
+        added: list[str] = []  # the path the steps added
+        for (
+            _,
+            step,
+            positions,
+            start,
+            messages,
+            usage,
+            by_node,
+            path,
+            context,
+            trace,
+            output,
+            extra,
+            _,
+            _,
+            _,
+        ) in steps:
+            if output is not written:
+                written = output
+                extra = extra if extra is not None else {}
+                extra["output"] = output
+            # Most commits are on their way to a node at their step: "at" is its name.
+            first = positions[0] if len(positions) == 1 else None
+            at: str | list[list[Any]]
+            if first is not None and first.phase == "next" and first.step == step and first.bare():
+                at = first.node
+            else:
+                at = [position.dump() for position in positions]
+            entries.append(
+                (
+                    step,
+                    at,
+                    start,  # from
+                    messages,
+                    usage,
+                    by_node or None,
+                    len(path),
+                    context,
+                    list(map(_record, trace)) if trace else None,
+                    extra or None,
+                )
+            )
+            added += path
+        outputs[run_id] = written
+        try:
+            encoded, failure = orjson.dumps(entries, default=to_jsonable_python)[1:-1], None
+        except orjson.JSONEncodeError:
+            encoded, failure, steps = _dump(entries, run_id, steps)
+            if failure is not None:  # keep the steps before it, and say which it was
+                outputs.pop(run_id, None)
+                added = [name for step_fields in steps for name in step_fields[7]]
+                if not steps:
+                    raise failure from failure.__cause__
+        seq, step, positions, _, _, usage, *_, status, reason, created = steps[-1]  # the run now
+        run = (
+            run_id,
+            flow,
+            status,
+            step,
+            positions,
+            reason,
+            usage,
+            parent,
+            started,
+            created or time.time(),
+            seq,
+        )
+        now = time.monotonic()
+        with self._lock:
+            segment = self._open.get(run_id)
+            if segment is None or steps[0][0] != segment.seq + 1:
+                if segment is not None:  # the run went back (two journals wrote it)
+                    self._closed.append(segment)
+                else:
+                    self._start_clock(now)
+                segment = self._open[run_id] = _Segment(steps[0][0])
+            segment.entries.append(encoded)
+            segment.path += added
+            segment.seq, segment.run = seq, run
+            self._last = now
+        if failure is not None:
+            raise failure
+
+    def announce(self, journal: HeldSteps) -> None:
+        """``journal`` holds plain steps: the writer takes them when it writes, as it
+        would steps already given, and keeps the time from now."""
+        with self._lock:
+            self._start_clock(time.monotonic())
+            self._announced.append(journal)
+
+    def _empty(self) -> bool:
+        """Nothing waits to be written: no segment, no journal holding steps. Under
+        the lock."""
+        return not (self._open or self._closed or self._announced)
+
+    def _start_clock(self, now: float) -> None:
+        """Under the lock, before a commit joins the buffer: if it was empty, the
+        writer keeps the time from ``now``."""
+        if self._empty():
+            self._first = now
+            self._queue.put(_WAKE)
+
+    async def flush(self) -> None:
+        marker = _Flush()
+        self._queue.put(marker)
+        await asyncio.wrap_future(marker.done)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def _write_loop(self) -> None:
+        db = self._connect()
+        due: float | None = None  # when to look at the buffer next; None: it is empty
+        wait = self.quiet  # how long to wait after a look that found the runs busy
+        while True:
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            items: list[_Flush | None] = []
+            with contextlib.suppress(queue.Empty):
+                items.append(self._queue.get(timeout=timeout))
+                while True:
+                    items.append(self._queue.get_nowait())
+            flushes = [item for item in items if item is not None]
+            segments, due = self._take(bool(flushes), wait)
+            wait = self.quiet if due is None else wait * BACKOFF
+            if segments and self._failure is None:
+                try:
+                    _write(db, segments)
+                except Exception as exc:
+                    self._fail(exc)
+            for marker in flushes:
+                if self._failure is not None:
+                    marker.done.set_exception(self._failure)
+                else:
+                    marker.done.set_result(None)
+
+    def _take(self, everything: bool, wait: float) -> tuple[list[_Segment], float | None]:
+        """The buffered commits, and the steps the announced journals hold, if
+        ``everything`` is asked for or they are due, and else when to look again (None:
+        the buffer is empty). They are due when the runs have been quiet for ``quiet``
+        seconds, or the oldest has waited ``max_wait``. While the runs are busy the
+        writer looks again after ``wait`` seconds, longer each time (see the module's
+        notes)."""
+        with self._lock:
+            if self._empty():
+                return [], None
+            now, oldest = time.monotonic(), self._first + self.max_wait
+            last = max([self._last, *(journal.committed for journal in self._announced)])
+            if not everything and now < last + self.quiet and now < oldest:
+                return [], min(max(now + wait, last + self.quiet), oldest)
+            journals, self._announced = self._announced, []
+        for journal in journals:  # the steps they hold join the buffer
+            try:
+                journal.hand_over()
+            except Exception as exc:  # the run fails with it at its next commit
+                journal.failure = exc
+        with self._lock:
+            segments = [*self._closed, *self._open.values()]
+            self._open, self._closed = {}, []
+            return segments, None
+
+    def _fail(self, exc: Exception) -> None:
+        failure = StoreError(
+            f"could not write to the run store {self.path!r}: {type(exc).__name__}: {exc}"
+        )
+        failure.__cause__ = exc
+        self._failure = failure
+
+    def _flush_at_exit(self) -> None:
+        marker = _Flush()
+        self._queue.put(marker)
+        with contextlib.suppress(Exception):  # at exit there is no one left to tell
+            marker.done.result(timeout=EXIT_FLUSH_SECONDS)
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def load(self, run_id: str, *, step: int | None = None) -> Commit | None:
+        await self.flush()
+        return await asyncio.to_thread(self._load, run_id, step)
+
+    async def list_runs(self, flow: str | None = None, limit: int = 100) -> list[RunInfo]:
+        await self.flush()
+        return await asyncio.to_thread(self._list, flow, limit)
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with closing(self._connect()) as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read the run store {self.path!r}: {exc}") from exc
+
+    def _load(self, run_id: str, step: int | None) -> Commit | None:
+        with self._reading() as db:
+            db.execute("BEGIN")  # one snapshot for both queries
+            run = db.execute(
+                "SELECT run_id, flow, parent, created FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            rows = db.execute(
+                "SELECT seq, first, path, data, created FROM commits WHERE run_id = ? ORDER BY seq",
+                (run_id,),
+            ).fetchall()
+            db.execute("COMMIT")
+        if run is None:
+            return None
+        commits = upto(_decode(run, rows), step)
+        return fold(commits) if commits else None
+
+    def _list(self, flow: str | None, limit: int) -> list[RunInfo]:
+        query = "SELECT run_id, flow, status, step, node, reason, usage, parent, created, updated"
+        query += " FROM runs" + (" WHERE flow = ?" if flow is not None else "")
+        query += " ORDER BY updated DESC LIMIT ?"
+        with self._reading() as db:
+            rows = db.execute(query, (*([flow] if flow is not None else []), limit)).fetchall()
+            infos = []
+            for run_id, name, status, step, node, reason, usage, parent, created, updated in rows:
+                path: list[str] = []
+                for (entered,) in db.execute(
+                    "SELECT path FROM commits WHERE run_id = ? AND path IS NOT NULL ORDER BY seq",
+                    (run_id,),
+                ):
+                    path.extend(json.loads(entered))
+                infos.append(
+                    RunInfo(
+                        run_id=run_id,
+                        flow=name,
+                        status=status,
+                        step=step,
+                        node=node,
+                        path=path,
+                        usage=Usage.model_validate_json(usage),
+                        reason=reason,
+                        created=created,
+                        updated=updated,
+                        parent=parent,
+                    )
+                )
+        return infos
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode. SQLite does not wait for a busy file here (another
+    process creating the tables holds it): try again until the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _create(db: sqlite3.Connection, path: str) -> None:
+    """Create the tables, or check that the file's are the ones this version writes;
+    in one transaction, as other processes may be opening the file too."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        found = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'commits'")
+        if found.fetchone()[0] == 0:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        elif version != SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"the run store {path!r} was written by another version of flowgraph (its "
+                f"format is {version}, this one reads {SCHEMA_VERSION}): finish or drop its "
+                "runs with that version, or give a new file"
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+COMMIT_COLUMNS = "run_id, seq, first, path, data, created"
+RUN_COLUMNS = "run_id, flow, status, step, node, reason, usage, parent, created, updated, seq"
+ON_RUN_CONFLICT = (
+    " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, step = excluded.step, "
+    "node = excluded.node, reason = excluded.reason, usage = excluded.usage, "
+    "updated = excluded.updated, seq = excluded.seq WHERE excluded.seq > runs.seq"
+)
+ROWS_PER_STATEMENT = 500  # 11 columns each: well under SQLite's 32,766 variables
+
+
+# A run's row fields as its latest commit left them: run id, flow, status, step,
+# positions, reason, usage, parent, started, created, seq.
+_RunFields = tuple[str, str, str, int, list[Position], str, Spent, str | None, float, float, int]
+
+
+class _Segment:
+    """One run's commits in a batch, to be written as one row: their entries, encoded
+    as they were handed over (a chunk of entries per hand-over), the path they added,
+    and the run's fields as the latest left them. It keeps only bytes, strings and a
+    tuple, in lists made once per segment: containers kept until written made the
+    garbage collector walk the heap more often."""
+
+    __slots__ = ("entries", "first", "path", "run", "seq")
+
+    def __init__(self, first: int) -> None:
+        self.first, self.seq = first, first - 1  # its first commit's seq; its last's
+        self.entries: list[bytes] = []
+        self.path: list[str] = []
+        self.run: _RunFields | None = None
+
+    def row(self) -> tuple[Any, ...]:
+        """The ``commits`` row: a JSON array of the entries, and the path."""
+        assert self.run is not None
+        return (
+            self.run[0],
+            self.seq,
+            self.first,
+            _json(self.path) if self.path else None,
+            (b"[" + b",".join(self.entries) + b"]").decode(),
+            self.run[9],  # created
+        )
+
+
+def _dump(
+    entries: list[tuple[Any, ...]], run_id: str, steps: list[Step]
+) -> tuple[bytes, UnstorableStep | None, list[Step]]:
+    """A batch orjson does not take (an int over 64 bits, a key not a string), its
+    entries encoded one by one. At an entry nothing can encode: the entries before
+    it, the error, which names its step, and the steps before it."""
+    parts: list[bytes] = []
+    for index, entry in enumerate(entries):
+        try:
+            parts.append(orjson.dumps(entry, default=to_jsonable_python))
+        except orjson.JSONEncodeError:
+            try:
+                parts.append(to_json(entry))
+            except ValueError as exc:  # pydantic-core's errors are ValueErrors
+                failure = UnstorableStep(
+                    f"run {run_id}: step {entry[0]} cannot be stored as JSON ({exc}); keep "
+                    "JSON data (str, numbers, lists, dicts) in messages and outputs",
+                    steps[index][0],
+                )
+                failure.__cause__ = exc
+                return b",".join(parts), failure, steps[:index]
+    return b",".join(parts), None, steps
+
+
+def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
+    if isinstance(at, str):
+        return [Position(at, "next", step)]
+    return [Position.load(item) for item in at]
+
+
+def _record(record: Any) -> list[Any]:
+    """A step's record (a ``StepRecord``, or its JSON data as read back from a file) as
+    a compact array: step, node, seconds, usage, edge, next; a sub-flow's records
+    follow in a seventh item."""
+    if type(record) is dict:  # seldom: a fork of a run read back from a file
+        record = StepRecord.model_validate(record)
+    # The model's fields in one call: each attribute read of a pydantic model costs
+    # several times a plain object's, and there is a record per step.
+    step, node, seconds, usage, edge, target, inner = RECORD_FIELDS(record.__dict__)
+    compact = [step, node, seconds, spent(usage), edge, target]
+    if inner:
+        compact.append([_record(item) for item in inner])
+    return compact
+
+
+RECORD_FIELDS = operator.itemgetter("step", "node", "seconds", "usage", "edge", "next", "inner")
+
+
+def _unrecord(compact: list[Any]) -> dict[str, Any]:
+    """A step's record as ``StepRecord`` JSON data, back from ``_record``'s array."""
+    step, node, seconds, usage, edge, target, *inner = compact
+    return {
+        "step": step,
+        "node": node,
+        "seconds": seconds,
+        "usage": usage_of(as_spent(usage)).model_dump(),
+        "edge": edge,
+        "next": target,
+        "inner": [_unrecord(item) for item in inner[0]] if inner else [],
+    }
+
+
+# A commit's entry in a segment. "at": its positions; "from": where its messages start
+# in the conversation; "messages": the messages it added; "usage": the run's usage;
+# "by_node": the usage of the nodes whose usage changed; "path": how many path entries
+# it added (the segment's path column holds them); "extra": the fields of EXTRA that
+# are set (status when not "running"), and the output if it changed. A commit's seq
+# is the segment's first plus its index.
+ENTRY = (
+    "step",
+    "at",
+    "from",
+    "messages",
+    "usage",
+    "by_node",
+    "path",
+    "context",
+    "trace",
+    "extra",
+)
+EXTRA = ("status", "chats", "notes", "inner", "reason", "context_type", "replies", "waiting")
+UNWRITTEN = object()  # an output like no other: none written yet
+
+
+def _write(db: sqlite3.Connection, segments: list[_Segment]) -> None:
+    """Write the segments, and each run's newest state, in one transaction.
+
+    Rows go in by multi-row INSERTs, not ``executemany``: each statement hands the
+    GIL back and forth with the event loop's thread once, not once per row.
+    """
+    rows = [segment.row() for segment in segments]
+    latest: dict[str, _RunFields] = {}  # a run's closed segments come before its open one
+    for segment in segments:
+        if segment.run is not None:
+            latest[segment.run[0]] = segment.run
+    runs = [_run_row(*run) for run in latest.values()]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _insert(db, "INSERT OR REPLACE INTO commits", COMMIT_COLUMNS, rows, "")
+        _insert(db, "INSERT INTO runs", RUN_COLUMNS, runs, ON_RUN_CONFLICT)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _insert(
+    db: sqlite3.Connection, insert: str, columns: str, rows: list[tuple[Any, ...]], tail: str
+) -> None:
+    width = columns.count(",") + 1
+    row = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        values = ", ".join([row] * len(chunk))
+        # "WHERE true" keeps an upsert's ON CONFLICT from being read as a join's ON.
+        where = " WHERE true" if tail else ""
+        db.execute(
+            f"{insert} ({columns}) SELECT * FROM (VALUES {values}){where}{tail}",
+            [value for item in chunk for value in item],
+        )
+
+
+def _decode(run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]) -> list[Commit]:
+    """A run's commits back from its segments, in order. ``run``: its id, flow, parent
+    and start, as the runs table holds them; ``rows``: seq, first, path, data, created."""
+    commits: list[Commit] = []
+    output = None
+    for seq, first, path_text, text, created in rows:
+        entries, path = json.loads(text), json.loads(path_text) if path_text else []
+        if first + len(entries) - 1 != seq:
+            raise StoreError(
+                f"the run store's segment of run {run[0]} ending at commit {seq} holds "
+                f"{len(entries)} commits, not {seq - first + 1}: the file is damaged"
+            )
+        entered = 0  # path entries taken by the commits so far
+        for index, values in enumerate(entries):
+            entry = dict(zip(ENTRY, values, strict=True))
+            extra = entry.pop("extra") or {}
+            output = extra.pop("output", output)
+            steps = entry["path"]
+            entry.update(extra)
+            entry.update(seq=first + index, path=path[entered : entered + steps], output=output)
+            commits.append(_commit(run, entry, created))
+            entered += steps
+    return commits
+
+
+def _commit(
+    run: tuple[str, str, str | None, float], entry: dict[str, Any], created: float
+) -> Commit:
+    """One commit back from its segment entry (given its seq, path and output)."""
+    run_id, flow, parent, started = run
+    waiting, usage, by_node = entry.get("waiting"), entry["usage"], entry["by_node"] or {}
+    return Commit(
+        run_id=run_id,
+        flow=flow,
+        seq=entry["seq"],
+        status=entry.get("status", "running"),
+        reason=entry.get("reason", ""),
+        step=entry["step"],
+        positions=_positions(entry["at"], entry["step"]),
+        messages_from=entry["from"],
+        messages=entry["messages"],
+        usage=as_spent(usage),
+        usage_by_node={name: as_spent(u) for name, u in by_node.items()},
+        context=entry["context"],
+        context_type=entry.get("context_type"),
+        path=entry["path"],
+        trace=[_unrecord(record) for record in entry["trace"] or ()],
+        chats=entry.get("chats", []),
+        notes=entry.get("notes", []),
+        output=entry["output"],
+        replies=entry.get("replies", {}),
+        waiting=Waiting.model_validate(waiting) if waiting else None,
+        parent=parent,
+        inner=entry.get("inner", {}),
+        started=started,
+        created=created,  # when its segment's last commit was made
+    )
+
+
+def _run_row(
+    run_id: str,
+    flow: str,
+    status: str,
+    step: int,
+    positions: list[Position],
+    reason: str,
+    usage: Spent,
+    parent: str | None,
+    started: float,
+    created: float,
+    seq: int,
+) -> tuple[Any, ...]:
+    """The ``runs`` row, from the fields of its latest commit."""
+    node = positions[0].node if positions else None
+    usage_json = _json(usage_of(usage).model_dump())
+    return (
+        run_id,
+        flow,
+        status,
+        step,
+        node,
+        reason,
+        usage_json,
+        parent,
+        started or created,
+        created,
+        seq,
+    )
+
+
+def _json(value: Any) -> str:
+    """Compact JSON text (orjson: several times faster than json's encoder)."""
+    return orjson.dumps(value).decode()
