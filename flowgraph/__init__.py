@@ -19,15 +19,12 @@ Example:
 from flowgraph._base.context import RunContext, Usage
 from flowgraph._base.errors import (
     ConfigurationError,
-    DeadlineExceeded,
     FlowgraphError,
     FlowValidationError,
-    MaxStepsExceeded,
-    ModelError,
-    RunError,
     StoreError,
     UsageError,
 )
+from flowgraph._base.failures import DeadlineExceeded, MaxStepsExceeded, ModelError, RunError
 from flowgraph._base.result import ChatResult, RunResult, StepRecord, Waiting
 from flowgraph._base.retry import Retry
 from flowgraph._flow import Flow

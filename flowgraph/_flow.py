@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowgraph._base.bridge import run_sync
-from flowgraph._base.errors import RunError, UsageError
+from flowgraph._base.errors import UsageError
+from flowgraph._base.failures import RunError
 from flowgraph._base.messages import user_messages
 from flowgraph._base.result import RunResult
 from flowgraph._draw.dot import flow_digraph

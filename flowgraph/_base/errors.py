@@ -14,15 +14,11 @@ loops) and from misuse of the API::
         ├── DeadlineExceeded    the run's deadline passed
         └── ModelError          the model server failed, after the client's retries
 
-Run-time errors carry the run id, the step and the node, and chain their cause.
+Run-time errors carry the run id, the step and the node, and chain their cause;
+they live in ``failures.py``, beside the result they carry.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from flowgraph._base.result import RunResult
 
 
 class FlowgraphError(Exception):
@@ -59,34 +55,3 @@ class UsageError(FlowgraphError):
 
 class StoreError(FlowgraphError):
     """A run store (a checkpointer) could not be written or read; the message names it."""
-
-
-class RunError(FlowgraphError):
-    """A run failed. Nothing done is lost: ``result`` holds the run state so far.
-
-    Attributes:
-        result: the run as far as it went (``status == "failed"``): messages, path,
-            context, usage.
-        node: the name of the node that was running, if any.
-        run_id: the run's id.
-        step: the step counter when the run failed.
-    """
-
-    def __init__(self, message: str, *, result: RunResult | None = None, node: str | None = None):
-        super().__init__(message)
-        self.result = result
-        self.node = node
-        self.run_id = result.run_id if result is not None else None
-        self.step = result.steps if result is not None else None
-
-
-class MaxStepsExceeded(RunError):
-    """The run visited more nodes than its ``max_steps`` allows: probably a loop."""
-
-
-class DeadlineExceeded(RunError):
-    """The run's ``deadline`` passed; its committed state can be resumed."""
-
-
-class ModelError(RunError):
-    """The model server failed after the client's retries, or answered unusably."""

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from flowgraph._base.callables import call_inline
 from flowgraph._base.context import CURRENT_CALL, CallKey
-from flowgraph._base.errors import RunError
+from flowgraph._base.failures import RunError
 from flowgraph._base.messages import HistoryCheck, Message
 from flowgraph._base.retry import NO_RETRY, retrying_on_named
 from flowgraph._engine.run import Run, Visit

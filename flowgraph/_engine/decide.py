@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowgraph._base.callables import call_inline
-from flowgraph._base.errors import ModelError, RunError
+from flowgraph._base.failures import ModelError, RunError
 from flowgraph._base.messages import Message
 from flowgraph._engine.run import Run, Visit
 from flowgraph._graph.edges import Edge, Exits

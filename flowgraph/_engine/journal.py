@@ -21,7 +21,8 @@ import orjson
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from flowgraph._base.errors import RunError, UsageError
+from flowgraph._base.errors import UsageError
+from flowgraph._base.failures import RunError
 from flowgraph._base.result import Waiting
 from flowgraph._store.checkpoint import (
     Checkpointer,

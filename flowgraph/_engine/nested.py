@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from flowgraph._base.callables import call_inline, call_user
-from flowgraph._base.errors import RunError
+from flowgraph._base.failures import RunError
 from flowgraph._base.messages import Message, as_text
 from flowgraph._base.result import ChatResult
 from flowgraph._engine.agent import agent_turn

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flowgraph._base.callables import call_user
 from flowgraph._base.context import CURRENT_CALL, RunContext, Usage
-from flowgraph._base.errors import DeadlineExceeded, ModelError, RunError, UsageError
+from flowgraph._base.errors import UsageError
+from flowgraph._base.failures import DeadlineExceeded, ModelError, RunError
 from flowgraph._base.messages import HistoryCheck, HistoryError, Message, check_history
 from flowgraph._base.result import RunResult, Status, StepRecord, Waiting, WaitKind
 from flowgraph._base.retry import DEFAULT_REQUEST_RETRY, DeadlinePassed, Retry, retrying, transient

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flowgraph._base.context import CURRENT_CALL, CallKey, Usage
-from flowgraph._base.errors import FlowValidationError, MaxStepsExceeded, RunError, UsageError
+from flowgraph._base.errors import FlowValidationError, UsageError
+from flowgraph._base.failures import MaxStepsExceeded, RunError
 from flowgraph._base.result import RunResult, StepRecord
 from flowgraph._engine.agent import run_agent
 from flowgraph._engine.decide import decide

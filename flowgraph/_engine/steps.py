@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from flowgraph._base.callables import call_inline, call_user
-from flowgraph._base.errors import RunError
+from flowgraph._base.failures import RunError
 from flowgraph._base.messages import as_text
 from flowgraph._base.retry import NO_RETRY, DeadlinePassed, retrying_on_named
 from flowgraph._engine.run import Run, Visit
