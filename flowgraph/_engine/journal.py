@@ -36,7 +36,7 @@ from flowgraph._store.checkpoint import (
 )
 
 if TYPE_CHECKING:
-    from flowgraph._engine.run import Run
+    from flowgraph._engine.state import RunState
     from flowgraph._store.checkpoint import StoredStatus
 
 
@@ -133,7 +133,7 @@ class Journal:
 
     def commit(
         self,
-        run: Run,
+        run: RunState,
         positions: list[Position],
         status: StoredStatus,
         reason: str = "",
@@ -209,7 +209,7 @@ class Journal:
             # times as much.
             commit = Commit(
                 run.run_id,
-                run.plan.flow.name,
+                self.flow,
                 self.seq,
                 status,
                 reason,
@@ -264,7 +264,7 @@ class Journal:
             self._stored = _stored(batch[-1])
 
     def _sub_flows(
-        self, run: Run, positions: list[Position]
+        self, run: RunState, positions: list[Position]
     ) -> tuple[list[Position], dict[str, dict[str, list[Any]]]]:
         """The positions with each running sub-flow's usage, and what the sub-flows
         appended to their logs (a sub-flow's usage and logs join its parent's only
@@ -290,7 +290,7 @@ class Journal:
         self.inner = counts  # only the sub-flows running now: the others have ended
         return placed + positions[depth:], entries
 
-    def _usage_change(self, run: Run) -> tuple[Spent, dict[str, Spent]]:
+    def _usage_change(self, run: RunState) -> tuple[Spent, dict[str, Spent]]:
         """The run's usage, and that of the nodes that spent since the last commit
         (every node's at the journal's first commit)."""
         grew, nodes = run.usage_grew, run.usage_by_node
@@ -303,7 +303,7 @@ class Journal:
         grew.clear()
         return usage, changed
 
-    def mark(self, run: Run, status: StoredStatus, reason: str) -> None:
+    def mark(self, run: RunState, status: StoredStatus, reason: str) -> None:
         """Commit a new status over the last commit, and nothing else: what the run did
         since then is left out, so resuming goes on from a consistent point. After a
         step the store could not take, that is the last commit it took."""
@@ -320,7 +320,7 @@ class Journal:
         self.store.commit(
             Commit(
                 run.run_id,
-                run.plan.flow.name,
+                self.flow,
                 self.seq,
                 status,
                 reason,

@@ -4,27 +4,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from flowgraph._base.callables import call_user
-from flowgraph._base.context import CURRENT_CALL, RunContext, Usage
+from flowgraph._base.context import CURRENT_CALL
 from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import DeadlineExceeded, ModelError, RunError
 from flowgraph._base.messages import HistoryCheck, HistoryError, Message, check_history
-from flowgraph._base.result import RunResult, Status, StepRecord, Waiting, WaitKind
+from flowgraph._base.result import RunResult, Status, Waiting, WaitKind
 from flowgraph._base.retry import DEFAULT_REQUEST_RETRY, DeadlinePassed, Retry, retrying, transient
+from flowgraph._engine.journal import Journal
+from flowgraph._engine.state import RunState
 from flowgraph._graph.edges import Edge
 from flowgraph._graph.hooks import HookContext, HookSet
+from flowgraph._graph.nodes import Node
+from flowgraph._graph.plan import Plan
 from flowgraph._llm.models import Completion, Model
 from flowgraph._store.checkpoint import Position
 from flowgraph._store.open import DEFAULT_STORE
-
-if TYPE_CHECKING:
-    from flowgraph._base.result import ChatResult
-    from flowgraph._engine.journal import Journal
-    from flowgraph._graph.nodes import Node
-    from flowgraph._graph.plan import Plan
-
 
 WORTH_SAVING = 0.001  # seconds of work inside a visit worth a commit of their own
 
@@ -47,8 +44,17 @@ class Visit:
     inner: RunResult | None = None  # a sub-flow's run
 
 
-class Run:
-    """The mutable state of one run, and the calls every node makes through it."""
+class Run(RunState):
+    """A run in flight: its state (``RunState``), and the services its nodes' visits
+    use: model requests with retry (``complete``), hooks (``after_completion``),
+    checkpoints (``checkpoint``, through the root run's journal), pauses
+    (``interrupt``) and the end (``settle``). Visits touch the run through these
+    methods and the state's conversation, context and logs; the resume machinery
+    (``resume``, ``inner_logs``, ``replies``) is the scheduler's and the journal's.
+    """
+
+    parent: Run | None
+    child: Run | None
 
     def __init__(
         self,
@@ -61,35 +67,15 @@ class Run:
         inherited_model: Model | None = None,
         parent: Run | None = None,
     ) -> None:
+        super().__init__(run_id, plan.flow.name, messages, context, parent)
+        self.ctx._run = self
         self.plan = plan
-        self.parent = parent
         self.journal: Journal | None = None  # the root run's, when it has a store
-        self.position: Position | None = None
-        self.child: Run | None = None  # the sub-flow running inside this run's visit
-        self.resume: list[Position] = []  # where a resumed run (and its sub-flows) stood
-        # A resumed root run's sub-flow log entries, by where each ran (Commit.inner).
-        self.inner_logs: dict[str, dict[str, list[Any]]] = {}
-        self.at: Position | None = None  # the resumed visit's position, for the node to take
-        self.replies: dict[str, Any] = {}
         self.deadline: float | None = parent.deadline if parent is not None else None
         self.inherited_model = inherited_model  # a sub-flow's: its parent flow's model
         self.hooks = hooks or plan.hooks
-        self.run_id = run_id
         self.max_steps = max_steps
-        self.messages = messages
         self.history = HistoryCheck()  # of ``messages``, checked before each request
-        self.usage = Usage()
-        self.usage_by_node: dict[str, Usage] = {}
-        self.usage_grew: set[str] = set()  # the nodes that spent since the last commit
-        self.path: list[str] = []
-        self.trace: list[StepRecord] = []
-        self.notes: list[str] = []
-        self.chats: list[ChatResult] = []
-        self.step = 0
-        self.output: Any = None
-        self.ctx: RunContext[Any] = RunContext(
-            context, messages, run_id, usage=self.usage, path=self.path, _run=self
-        )
 
     def deadline_passed(self, node: str) -> DeadlineExceeded:
         return DeadlineExceeded(
@@ -106,12 +92,8 @@ class Run:
 
     @property
     def root(self) -> Run:
+        """The run around every sub-flow: the one with the journal."""
         return self if self.parent is None else self.parent.root
-
-    def positions(self) -> list[Position]:
-        """Where this run stands, then where the sub-flow running inside it stands."""
-        own = [self.position] if self.position is not None else []
-        return own + self.child.positions() if self.child is not None else own
 
     async def checkpoint(
         self, position: Position, *, durable: bool = False, inside: bool = False
@@ -135,17 +117,6 @@ class Run:
         journal.commit(root, root.positions(), "running")
         if durable:
             await journal.store.flush()
-
-    def where(self) -> str:
-        """The steps of the root run and of each sub-flow down to this one, as in
-        ``"3.2"``: names a point of the run, and where a sub-flow in it runs."""
-        steps: list[str] = []
-        run: Run | None = self
-        while run is not None:
-            if run.position is not None:
-                steps.append(str(run.position.step))
-            run = run.parent
-        return ".".join(reversed(steps))
 
     def call_key(self, call: str) -> str:
         """A key naming one call at this point of the run, stable when it is resumed:
@@ -186,8 +157,6 @@ class Run:
         result.waiting = waiting
         journal = self.journal
         if journal is None and status == "waiting":
-            from flowgraph._engine.journal import Journal
-
             # No store: keep the paused run in this process, so resume() finds it.
             journal = self.journal = Journal(DEFAULT_STORE, self.run_id, self.plan.flow.name)
         if journal is not None:
@@ -253,15 +222,6 @@ class Run:
         self.spend(node, completion.usage)
         return completion
 
-    def spend(self, node: str, usage: Usage) -> None:
-        """Count ``usage`` for ``node`` and for the run."""
-        self.usage.add(usage)
-        node_usage = self.usage_by_node.get(node)
-        if node_usage is None:
-            node_usage = self.usage_by_node[node] = Usage()
-        node_usage.add(usage)
-        self.usage_grew.add(node)
-
     def check_history(
         self, node: str, messages: list[Message], history: HistoryCheck | None = None
     ) -> None:
@@ -300,7 +260,7 @@ class Run:
 
     def result(self, status: Status, reason: str) -> RunResult:
         result = RunResult(
-            flow=self.plan.flow.name,
+            flow=self.flow,
             run_id=self.run_id,
             status=status,
             reason=reason,
