@@ -44,7 +44,9 @@ from flowgraph._graph.subflow import SubFlow
 from flowgraph._graph.tools import Tool
 from flowgraph._llm.local import LocalModel
 from flowgraph._llm.models import Completion, Model, OpenAIModel
-from flowgraph._store.checkpoint import Checkpointer, MemoryCheckpointer, RunInfo
+from flowgraph._store.memory import MemoryCheckpointer
+from flowgraph._store.protocol import Checkpointer
+from flowgraph._store.records import RunInfo
 from flowgraph._store.sqlite import SQLiteCheckpointer
 
 __version__ = "0.1.0"

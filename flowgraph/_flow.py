@@ -25,8 +25,9 @@ from flowgraph._graph.hooks import Hooks
 from flowgraph._graph.nodes import Node
 from flowgraph._graph.spec import FlowSpec
 from flowgraph._llm.models import Model
-from flowgraph._store.checkpoint import Commit, RunInfo
 from flowgraph._store.open import DEFAULT_STORE, Store, open_store
+from flowgraph._store.protocol import as_step_store
+from flowgraph._store.records import Commit, RunInfo
 
 if TYPE_CHECKING:
     import graphviz
@@ -130,7 +131,7 @@ class Flow(FlowSpec):
                     f"run {run_id!r} is already in {_where(store)}: resume it with "
                     "flow.resume(run_id, ...), or start a new run with another run_id"
                 )
-            run.journal = Journal(checkpointer, run.run_id, run.plan.flow.name)
+            run.journal = Journal(as_step_store(checkpointer), run.run_id, run.plan.flow.name)
         return await self._drive(run, hooks, live, deadline)
 
     async def aresume(
@@ -157,7 +158,7 @@ class Flow(FlowSpec):
         if checkpointer is DEFAULT_STORE:
             DEFAULT_STORE.forget(run_id)  # it lives on in this run; a new pause keeps it again
         else:
-            run.journal = Journal.following(checkpointer, snapshot)
+            run.journal = Journal.following(as_step_store(checkpointer), snapshot)
         return await self._drive(run, hooks, live, deadline)
 
     async def _drive(

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 import flowgraph as fg
-from flowgraph._store.checkpoint import usage_of
+from flowgraph._store.records import usage_of
 from flowgraph.testing import ChatRequest, error, tool_call
 
 from .conftest import Serve
@@ -461,7 +461,7 @@ def test_commits_still_buffered_are_written_when_the_process_exits(tmp_path: Pat
     script = (
         "import sys, time\n"
         "import flowgraph as fg\n"
-        "from flowgraph._store.checkpoint import Commit, Position\n"
+        "from flowgraph._store.records import Commit, Position\n"
         "store = fg.SQLiteCheckpointer(sys.argv[1], quiet=60, max_wait=60)\n"
         "store.commit(Commit('r1', 'f', 1, 'running', '', 0, [Position('START', 'exit', 0)],\n"
         "    0, [{'role': 'user', 'content': 'hi'}], (0, 0, 0), {}, started=time.time()))\n"

@@ -23,7 +23,7 @@ from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
 from flowgraph._graph.hooks import ToolEvent
 from flowgraph._graph.nodes import Agent
 from flowgraph._graph.tools import Tool, ToolArgumentsError
-from flowgraph._store.checkpoint import Position
+from flowgraph._store.records import Position
 
 EMPTY_REPLY = "Your last reply was empty. {}"
 YES = frozenset({"y", "yes", "ok", "okay", "approve", "approved", "allow", "true", "1"})

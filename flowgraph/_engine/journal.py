@@ -7,53 +7,49 @@ new entries: its size depends on the step, not on the length of the run.
 
 from __future__ import annotations
 
-import importlib
-import json
-import json.encoder
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
-
-import orjson
-from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
+from typing import Any, NamedTuple
 
 from flowgraph._base.errors import UsageError
-from flowgraph._base.failures import RunError
 from flowgraph._base.result import Waiting
-from flowgraph._store.checkpoint import (
-    Checkpointer,
+from flowgraph._engine.encode import dump_context, jsonable
+from flowgraph._engine.state import RunState
+from flowgraph._store.protocol import Checkpointer, StepStore
+from flowgraph._store.records import (
     Commit,
     Position,
     Spent,
     Step,
-    StepStore,
+    StoredStatus,
     UnstorableStep,
+    commit_of,
     spent,
 )
-
-if TYPE_CHECKING:
-    from flowgraph._engine.state import RunState
-    from flowgraph._store.checkpoint import StoredStatus
-
 
 LOGS = ("path", "trace", "chats", "notes")  # a sub-flow's logs, as Commit.inner names them
 BATCH = 64  # plain steps a journal holds before it hands them to the store at once
 
-# What a commit left the run at, for ``mark`` to repeat: its step, positions, usage,
-# output, context type and replies.
-Last = tuple[int, list[Position], Spent, Any, str | None, dict[str, Any]]
+
+class Last(NamedTuple):
+    """What a commit left the run at, for ``mark`` to repeat."""
+
+    step: int
+    positions: list[Position]
+    usage: Spent
+    output: Any
+    context_type: str | None = None
+    replies: dict[str, Any] = {}  # noqa: RUF012 (never changed: a commit copies replies)
 
 
 class Journal:
     """Commits a root run's progress to ``store``.
 
-    A store with ``commit_steps`` (``SQLiteCheckpointer``) is handed plain steps in
-    batches: the journal holds up to ``BATCH`` of them, each as the tuple of its
-    fields, and the store encodes a batch in one go. The instructions are the same as
+    ``store`` is a ``StepStore`` (``as_step_store`` makes any Checkpointer one). Plain
+    steps are handed to it in batches: the journal holds up to ``BATCH`` of them, each
+    a ``Step`` record, and a store such as SQLite encodes a batch in one go. The instructions are the same as
     for a step at a time, but the time is not: made one at a time, between steps that
     ran the rest of flowgraph, the encoding, the records and the buffer's lock ran
     with cold caches; a batch runs them warmer (measured: the store's overhead on a
@@ -65,7 +61,7 @@ class Journal:
 
     def __init__(
         self,
-        store: Checkpointer,
+        store: StepStore,
         run_id: str,
         flow: str,
         *,
@@ -84,7 +80,6 @@ class Journal:
         self.started = started or time.time()
         self.last: Last | None = None  # what the last commit left the run at
         self.committed = time.monotonic()  # when the last commit was made
-        self._batches = store if isinstance(store, StepStore) else None
         self.held: list[Step] = []  # plain steps not yet handed to the store
         self.announced = False  # the store knows this journal holds steps
         self.failure: Exception | None = None  # the store could not take a batch
@@ -97,7 +92,7 @@ class Journal:
         self._usage: Spent | None = None  # the run's usage as last committed
 
     @classmethod
-    def following(cls, store: Checkpointer, snapshot: Commit) -> Journal:
+    def following(cls, store: StepStore, snapshot: Commit) -> Journal:
         """The journal of a resumed run: it goes on after the stored commits."""
         counts = (
             len(snapshot.messages),
@@ -116,7 +111,7 @@ class Journal:
             parent=snapshot.parent,
             started=snapshot.started,
         )
-        journal.last = (
+        journal.last = Last(
             snapshot.step,
             snapshot.positions,
             snapshot.usage,
@@ -142,9 +137,9 @@ class Journal:
         """Commit what changed in ``run`` since the last commit.
 
         Most commits are plain steps: running, with no reason, no new chats or notes,
-        no sub-flow, no replies, and a context that is not a pydantic model. A store
-        that has ``commit_steps`` (``SQLiteCheckpointer``) is handed those in batches
-        (see the class's notes); the others are handed a ``Commit`` each.
+        no sub-flow, no replies, and a context that is not a pydantic model: those are
+        ``Step`` records, handed to the store in batches (see the class's notes). The
+        others are handed to it as a ``Commit`` each, after the steps held.
         """
         if self.failure is not None:  # the store's writer could not take held steps
             raise self.failure
@@ -152,93 +147,63 @@ class Journal:
         context = None if text == self.context else text  # None: unchanged
         self.context = text
         self.seq += 1
-        messages, path, trace, chats, notes = (
-            run.messages,
-            run.path,
-            run.trace,
-            run.chats,
-            run.notes,
-        )
-        by_node: dict[str, Spent] = {}
         usage = self._usage
+        by_node: dict[str, Spent] = {}
         if usage is None or run.usage_grew:  # most commits follow a tool: nothing spent
             usage, by_node = self._usage_change(run)
         inner: dict[str, dict[str, list[Any]]] = {}
         if run.child is not None:
             positions, inner = self._sub_flows(run, positions)
-        step, output = run.step, jsonable(run.output)
+        step = Step(
+            seq=self.seq,
+            step=run.step,
+            positions=positions,
+            messages_from=self.messages,
+            messages=run.messages[self.messages :],
+            usage=usage,
+            usage_by_node=by_node,
+            path=run.path[self.path :],
+            context=context,
+            trace=run.trace[self.trace :],
+            output=jsonable(run.output),
+        )
         replies = dict(run.replies) if run.replies else {}
-        last = (step, positions, usage, output, context_type, replies)
-        batches = self._batches
-        if (
-            batches is not None
-            and status == "running"
-            and not (reason or inner or context_type or replies)
-            and len(chats) == self.chats
-            and len(notes) == self.notes
-        ):
+        last = Last(step.step, positions, usage, step.output, context_type, replies)
+        rare = {
+            "chats": run.chats[self.chats :],
+            "notes": run.notes[self.notes :],
+            "inner": inner,
+            "context_type": context_type,
+            "replies": replies,
+            "waiting": waiting,
+        }
+        if status == "running" and not (reason or any(rare.values())):
             self.last = last
-            held = self.held
-            held.append(  # SQLiteCheckpointer.commit_steps's item, by position
-                (
-                    self.seq,
-                    step,
-                    positions,
-                    self.messages,  # messages_from
-                    messages[self.messages :],
-                    usage,
-                    by_node,
-                    path[self.path :],
-                    context,
-                    trace[self.trace :],
-                    output,
-                    None,  # extra
-                    "running",  # status
-                    "",  # reason
-                    0.0,  # created: when handed over
-                )
-            )
-            if len(held) >= BATCH:
-                self.hand_over()
-            elif not self.announced:
-                self.announced = True
-                batches.announce(self)
+            self._hold(step)
         else:
             self.hand_over()  # the steps held come first
-            # Fields by position, in Commit's order: a call by keyword costs three
-            # times as much.
-            commit = Commit(
-                run.run_id,
-                self.flow,
-                self.seq,
-                status,
-                reason,
-                step,
-                positions,
-                self.messages,  # messages_from
-                messages[self.messages :],
-                usage,
-                by_node,
-                context,
-                context_type,
-                path[self.path :],
-                trace[self.trace :],
-                chats[self.chats :],
-                notes[self.notes :],
-                inner,
-                output,
-                replies,
-                waiting,
-                self.parent,
-                self.started,
-                time.time(),  # created
-            )
-            self.store.commit(commit)  # if it fails, the run is still at the last stored
-            self.last = last
-            self._stored = (last, len(messages))
-            self.chats, self.notes = len(chats), len(notes)
-        self.messages, self.path, self.trace = len(messages), len(path), len(trace)
+            self._commit_whole(step._replace(extra=rare, status=status, reason=reason), last)
+        self.messages, self.path, self.trace = len(run.messages), len(run.path), len(run.trace)
         self.committed = time.monotonic()
+
+    def _hold(self, step: Step) -> None:
+        """Keep a plain step for the store's next batch."""
+        held = self.held
+        held.append(step)
+        if len(held) >= BATCH:
+            self.hand_over()
+        elif not self.announced:
+            self.announced = True
+            self.store.announce(self)
+
+    def _commit_whole(self, step: Step, last: Last) -> None:
+        """Commit a step that is not plain as a whole ``Commit``, now."""
+        commit = commit_of(self.run_id, self.flow, self.parent, self.started, step)
+        self.store.commit(commit)  # if it fails, the run is still at the last stored
+        self.last = last
+        self._stored = (last, step.messages_from + len(step.messages))
+        self.chats += len(commit.chats)
+        self.notes += len(commit.notes)
 
     def hand_over(self) -> None:
         """Hand the steps held to the store, in one batch. From the event loop's thread
@@ -252,12 +217,11 @@ class Journal:
                 return
             batch = held[:count]
             del held[:count]  # the loop's thread may be appending: only these go
-            assert self._batches is not None  # steps are held only for such a store
             try:
-                self._batches.commit_steps(self.run_id, self.flow, self.parent, self.started, batch)
+                self.store.commit_steps(self.run_id, self.flow, self.parent, self.started, batch)
             except UnstorableStep as failure:  # the steps before it were stored
                 self.failure = failure
-                stored = [step for step in batch if step[0] < failure.seq]
+                stored = [step for step in batch if step.seq < failure.seq]
                 if stored:
                     self._stored = _stored(stored[-1])
                 raise
@@ -314,26 +278,25 @@ class Journal:
         if self.last is None:
             self.commit(run, run.positions(), status, reason)
             return
-        step, positions, usage, output, context_type, replies = self.last
+        last = self.last
         self.hand_over()
         self.seq += 1
         self.store.commit(
             Commit(
-                run.run_id,
-                self.flow,
-                self.seq,
-                status,
-                reason,
-                step,
-                positions,
-                self.messages,  # messages_from
-                [],
-                usage,
-                {},
-                None,
-                context_type,
-                output=output,
-                replies=replies,
+                run_id=run.run_id,
+                flow=self.flow,
+                seq=self.seq,
+                status=status,
+                reason=reason,
+                step=last.step,
+                positions=last.positions,
+                messages_from=self.messages,
+                messages=[],
+                usage=last.usage,
+                usage_by_node={},
+                context_type=last.context_type,
+                output=last.output,
+                replies=last.replies,
                 parent=self.parent,
                 started=self.started,
             )
@@ -342,109 +305,8 @@ class Journal:
 
 def _stored(step: Step) -> tuple[Last, int]:
     """What a plain step handed to the store left the run at, and its messages."""
-    number, positions, start, messages, usage = step[1:6]
-    return (number, positions, usage, step[10], None, {}), start + len(messages)
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON data: pydantic models and the like converted, anything else
-    as its text (a node's output is kept for show, not computed with)."""
-    if type(value) in PLAIN_OUTPUTS:
-        return value  # most outputs: no conversion to pay for at every commit
-    return to_jsonable_python(value, fallback=str)
-
-
-PLAIN_OUTPUTS = frozenset({str, int, float, bool, type(None)})  # JSON data as they are
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _c_encoder() -> Callable[[Any], str]:
-    """json's C encoder made once (``JSONEncoder.encode`` makes one per call, which
-    costs more than encoding a small context). It does not look for cycles: a cycle
-    ends in RecursionError, and ``_ENCODER`` then tells what is wrong."""
-    make = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
-    if make is None:  # a Python without json's C accelerator
-        return _ENCODER.encode
-    no_cycle_check, indent, sort_keys, skip_keys, allow_nan = None, None, False, False, True
-    chunks = make(
-        no_cycle_check,
-        _ENCODER.default,
-        json.encoder.encode_basestring,
-        indent,
-        ":",
-        ",",
-        sort_keys,
-        skip_keys,
-        allow_nan,
-    )
-    return lambda value: "".join(chunks(value, 0))
-
-
-_ENCODE = _c_encoder()
-
-
-PLAIN = frozenset({str, int, bool, type(None)})  # values every JSON encoder writes alike
-
-
-def dump_context(context: Any, run_id: str) -> tuple[str, str | None]:
-    """The context variables as JSON text, and the pydantic model's import path."""
-    if type(context) is dict:
-        for key, value in context.items():
-            if type(key) is not str or type(value) not in PLAIN:
-                break
-        else:  # most contexts: flat, of plain values, which orjson writes fastest
-            try:
-                return orjson.dumps(context).decode(), None
-            except orjson.JSONEncodeError:
-                pass  # an int over 64 bits
-    elif isinstance(context, BaseModel):
-        kind = type(context)
-        return context.model_dump_json(), f"{kind.__module__}:{kind.__qualname__}"
-    try:
-        return _ENCODE(context), None
-    except (TypeError, ValueError, RecursionError):
-        pass  # encode again, checking for cycles, to say what is wrong
-    try:
-        return _ENCODER.encode(context), None
-    except (TypeError, ValueError) as exc:
-        raise RunError(
-            f"run {run_id}: the context variables cannot be stored as JSON "
-            f"({_offender(context) or exc}). Keep JSON values in them (str, int, float, bool, "
-            "None, lists, dicts) or make the context a pydantic model",
-        ) from exc
-
-
-def _offender(context: Any) -> str | None:
-    if isinstance(context, dict):
-        for key, value in context.items():
-            try:
-                json.dumps(value)
-            except (TypeError, ValueError):
-                return f"{key!r} holds a value of type {type(value).__name__}"
-    return None
-
-
-def load_context(text: str | None, kind: str | None) -> Any:
-    """The context variables back from ``dump_context``'s text."""
-    if text is None:
-        return {}
-    if kind is None:
-        return json.loads(text)
-    module, _, qualname = kind.partition(":")
-    try:
-        target: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise RunError(
-            f"the run's context is a {kind}, which cannot be imported here ({exc}); resume "
-            "where that class can be imported"
-        ) from exc
-    if not (isinstance(target, type) and issubclass(target, BaseModel)):
-        raise RunError(f"the stored context type {kind} is not a pydantic model")
-    return target.model_validate_json(text)
+    last = Last(step.step, step.positions, step.usage, step.output)
+    return last, step.messages_from + len(step.messages)
 
 
 async def fork_run(

@@ -8,10 +8,10 @@ from dataclasses import replace
 from typing import Any
 
 from flowgraph._base.result import ChatResult, StepRecord
-from flowgraph._engine.journal import load_context
+from flowgraph._engine.encode import load_context
 from flowgraph._engine.run import Run
 from flowgraph._graph.plan import Plan
-from flowgraph._store.checkpoint import Commit, usage_of
+from flowgraph._store.records import Commit, usage_of
 
 
 def restore_logs(

@@ -20,8 +20,8 @@ from flowgraph._graph.hooks import HookContext, HookSet
 from flowgraph._graph.nodes import Node
 from flowgraph._graph.plan import Plan
 from flowgraph._llm.models import Completion, Model
-from flowgraph._store.checkpoint import Position
 from flowgraph._store.open import DEFAULT_STORE
+from flowgraph._store.records import Position
 
 WORTH_SAVING = 0.001  # seconds of work inside a visit worth a commit of their own
 

@@ -22,7 +22,7 @@ from flowgraph._graph.human import Human
 from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Agent, Node, ToolStep
 from flowgraph._graph.subflow import SubFlow
-from flowgraph._store.checkpoint import Position, usage_of
+from flowgraph._store.records import Position, usage_of
 
 Visitor = Callable[[Run, Any], Awaitable[Visit]]
 

@@ -12,7 +12,7 @@ from typing import Any
 from flowgraph._base.context import RunContext, Usage
 from flowgraph._base.messages import Message
 from flowgraph._base.result import ChatResult, StepRecord
-from flowgraph._store.checkpoint import Position
+from flowgraph._store.records import Position
 
 
 class RunState:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 from flowgraph._base.errors import UsageError
-from flowgraph._store.checkpoint import Checkpointer, MemoryCheckpointer
+from flowgraph._store.memory import MemoryCheckpointer
+from flowgraph._store.protocol import Checkpointer
 from flowgraph._store.sqlite import SQLiteCheckpointer
 
 Store = str | os.PathLike[str] | Checkpointer

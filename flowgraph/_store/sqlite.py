@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic_core import to_json, to_jsonable_python
@@ -51,9 +51,9 @@ from pydantic_core import to_json, to_jsonable_python
 from flowgraph._base.context import Usage
 from flowgraph._base.errors import ConfigurationError, StoreError
 from flowgraph._base.result import StepRecord, Waiting
-from flowgraph._store.checkpoint import (
+from flowgraph._store.protocol import HeldSteps
+from flowgraph._store.records import (
     Commit,
-    HeldSteps,
     Position,
     RunInfo,
     Spent,
@@ -62,6 +62,7 @@ from flowgraph._store.checkpoint import (
     as_spent,
     fold,
     spent,
+    step_of,
     upto,
     usage_of,
 )
@@ -159,38 +160,17 @@ class SQLiteCheckpointer:
     # -- writing ----------------------------------------------------------------------
 
     def commit(self, commit: Commit) -> None:
-        rare = {name: value for name in EXTRA if (value := getattr(commit, name))}
-        if commit.status == "running":
-            del rare["status"]
-        step = (
-            commit.seq,
-            commit.step,
-            commit.positions,
-            commit.messages_from,
-            commit.messages,
-            commit.usage,
-            commit.usage_by_node,
-            commit.path,
-            commit.context,
-            commit.trace,
-            commit.output,
-            rare,
-            commit.status,
-            commit.reason,
-            commit.created,
+        self.commit_steps(
+            commit.run_id, commit.flow, commit.parent, commit.started, [step_of(commit)]
         )
-        self.commit_steps(commit.run_id, commit.flow, commit.parent, commit.started, [step])
         if commit.status != "running":  # ended or paused: a resumed run starts over
             self._outputs.pop(commit.run_id, None)
 
     def commit_steps(
         self, run_id: str, flow: str, parent: str | None, started: float, steps: list[Step]
     ) -> None:
-        """Commit a run's steps, in order, each given as the tuple of a ``Commit``'s
-        fields: seq, step, positions, messages_from, messages, usage, usage_by_node,
-        path, context, trace, output, extra (the fields of EXTRA that are set, in a dict
-        of the caller's, or None), status, reason, created (0: now). The journal's way
-        for plain steps, in batches (see ``Journal``).
+        """Commit a run's steps, in order: the journal's way for plain steps, in
+        batches (see ``Journal``), and ``commit``'s for a Commit, as a Step.
 
         The one place commits become entries (JSON arrays, their fields in the order of
         ``ENTRY``: the encoder's time goes by the item) and join their run's segment.
@@ -201,97 +181,83 @@ class SQLiteCheckpointer:
         than ``BATCH``, and mostly while the runs are quiet. Encoding every batch
         there was slower: the steps' containers, kept until then, made the garbage
         collector walk more, and the writer's Python work fought the runs for the GIL.
-        A commit repeats the output until a node makes another: it is written only
-        when it is not the object last written.
         """
         if self._failure is not None:
             raise self._failure
-        outputs = self._outputs
-        written = outputs.get(run_id, UNWRITTEN)
-        entries = []
-        added: list[str] = []  # the path the steps added
-        for (
-            _,
-            step,
-            positions,
-            start,
-            messages,
-            usage,
-            by_node,
-            path,
-            context,
-            trace,
-            output,
-            extra,
-            _,
-            _,
-            _,
-        ) in steps:
-            if output is not written:
-                written = output
-                extra = extra if extra is not None else {}
-                extra["output"] = output
-            # Most commits are on their way to a node at their step: "at" is its name.
-            first = positions[0] if len(positions) == 1 else None
-            at: str | list[list[Any]]
-            if first is not None and first.phase == "next" and first.step == step and first.bare():
-                at = first.node
-            else:
-                at = [position.dump() for position in positions]
-            entries.append(
-                (
-                    step,
-                    at,
-                    start,  # from
-                    messages,
-                    usage,
-                    by_node or None,
-                    len(path),
-                    context,
-                    list(map(_record, trace)) if trace else None,
-                    extra or None,
-                )
-            )
-            added += path
-        outputs[run_id] = written
+        entries = self._entries(run_id, steps)
         try:
             encoded, failure = orjson.dumps(entries, default=to_jsonable_python)[1:-1], None
         except orjson.JSONEncodeError:
             encoded, failure, steps = _dump(entries, run_id, steps)
             if failure is not None:  # keep the steps before it, and say which it was
-                outputs.pop(run_id, None)
-                added = [name for step_fields in steps for name in step_fields[7]]
+                self._outputs.pop(run_id, None)
                 if not steps:
                     raise failure from failure.__cause__
-        seq, step, positions, _, _, usage, *_, status, reason, created = steps[-1]  # the run now
-        run = (
-            run_id,
-            flow,
-            status,
-            step,
-            positions,
-            reason,
-            usage,
-            parent,
-            started,
-            created or time.time(),
-            seq,
+        last = steps[-1]  # the run now
+        run = _RunFields(
+            run_id=run_id,
+            flow=flow,
+            status=last.status,
+            step=last.step,
+            positions=last.positions,
+            reason=last.reason,
+            usage=last.usage,
+            parent=parent,
+            started=started,
+            created=last.created or time.time(),
+            seq=last.seq,
         )
+        self._buffer(run_id, steps, encoded, run)
+        if failure is not None:
+            raise failure
+
+    def _entries(self, run_id: str, steps: list[Step]) -> list[tuple[Any, ...]]:
+        """The steps as entries, in ``ENTRY``'s order. A step repeats the output until a
+        node makes another: it is written only when it is not the object last written."""
+        written = self._outputs.get(run_id, UNWRITTEN)
+        entries = []
+        for step in steps:
+            extra, output = step.extra, step.output
+            if output is not written:
+                written = output
+                extra = extra if extra is not None else {}
+                extra["output"] = output
+            trace = step.trace
+            entries.append(
+                (
+                    step.step,
+                    _at(step.positions, step.step),
+                    step.messages_from,  # from
+                    step.messages,
+                    step.usage,
+                    step.usage_by_node or None,
+                    len(step.path),
+                    step.context,
+                    list(map(_record, trace)) if trace else None,
+                    extra or None,
+                )
+            )
+        self._outputs[run_id] = written
+        return entries
+
+    def _buffer(self, run_id: str, steps: list[Step], encoded: bytes, run: _RunFields) -> None:
+        """Add the run's encoded steps to its segment in the buffer (a new segment if
+        they do not follow the last one: the run went back, two journals wrote it)."""
         now = time.monotonic()
+        first = steps[0].seq
         with self._lock:
             segment = self._open.get(run_id)
-            if segment is None or steps[0][0] != segment.seq + 1:
-                if segment is not None:  # the run went back (two journals wrote it)
+            if segment is None or first != segment.seq + 1:
+                if segment is not None:
                     self._closed.append(segment)
                 else:
                     self._start_clock(now)
-                segment = self._open[run_id] = _Segment(steps[0][0])
+                segment = self._open[run_id] = _Segment(first)
             segment.entries.append(encoded)
-            segment.path += added
-            segment.seq, segment.run = seq, run
+            for step in steps:
+                segment.path += step.path
+            segment.seq, segment.run = run.seq, run
             self._last = now
-        if failure is not None:
-            raise failure
 
     def announce(self, journal: HeldSteps) -> None:
         """``journal`` holds plain steps: the writer takes them when it writes, as it
@@ -501,7 +467,20 @@ ROWS_PER_STATEMENT = 500  # 11 columns each: well under SQLite's 32,766 variable
 
 # A run's row fields as its latest commit left them: run id, flow, status, step,
 # positions, reason, usage, parent, started, created, seq.
-_RunFields = tuple[str, str, str, int, list[Position], str, Spent, str | None, float, float, int]
+class _RunFields(NamedTuple):
+    """A run's fields as its latest commit in a segment left them: its ``runs`` row."""
+
+    run_id: str
+    flow: str
+    status: str
+    step: int
+    positions: list[Position]
+    reason: str
+    usage: Spent
+    parent: str | None
+    started: float
+    created: float
+    seq: int
 
 
 class _Segment:
@@ -523,12 +502,12 @@ class _Segment:
         """The ``commits`` row: a JSON array of the entries, and the path."""
         assert self.run is not None
         return (
-            self.run[0],
+            self.run.run_id,
             self.seq,
             self.first,
             _json(self.path) if self.path else None,
             (b"[" + b",".join(self.entries) + b"]").decode(),
-            self.run[9],  # created
+            self.run.created,
         )
 
 
@@ -549,11 +528,20 @@ def _dump(
                 failure = UnstorableStep(
                     f"run {run_id}: step {entry[0]} cannot be stored as JSON ({exc}); keep "
                     "JSON data (str, numbers, lists, dicts) in messages and outputs",
-                    steps[index][0],
+                    steps[index].seq,
                 )
                 failure.__cause__ = exc
                 return b",".join(parts), failure, steps[:index]
     return b",".join(parts), None, steps
+
+
+def _at(positions: list[Position], step: int) -> str | list[list[Any]]:
+    """Where a step stands, compactly: most steps are on their way to a node at
+    their step, and then this is just its name."""
+    first = positions[0] if len(positions) == 1 else None
+    if first is not None and first.phase == "next" and first.step == step and first.bare():
+        return first.node
+    return [position.dump() for position in positions]
 
 
 def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
@@ -597,7 +585,7 @@ def _unrecord(compact: list[Any]) -> dict[str, Any]:
 # A commit's entry in a segment. "at": its positions; "from": where its messages start
 # in the conversation; "messages": the messages it added; "usage": the run's usage;
 # "by_node": the usage of the nodes whose usage changed; "path": how many path entries
-# it added (the segment's path column holds them); "extra": the fields of EXTRA that
+# it added (the segment's path column holds them); "extra": the fields of RARE that
 # are set (status when not "running"), and the output if it changed. A commit's seq
 # is the segment's first plus its index.
 ENTRY = (
@@ -612,7 +600,6 @@ ENTRY = (
     "trace",
     "extra",
 )
-EXTRA = ("status", "chats", "notes", "inner", "reason", "context_type", "replies", "waiting")
 UNWRITTEN = object()  # an output like no other: none written yet
 
 
@@ -626,7 +613,7 @@ def _write(db: sqlite3.Connection, segments: list[_Segment]) -> None:
     latest: dict[str, _RunFields] = {}  # a run's closed segments come before its open one
     for segment in segments:
         if segment.run is not None:
-            latest[segment.run[0]] = segment.run
+            latest[segment.run.run_id] = segment.run
     runs = [_run_row(*run) for run in latest.values()]
     db.execute("BEGIN IMMEDIATE")
     try:

@@ -1,4 +1,4 @@
-"""Checkpoints: what a run commits after each step, and the stores that keep it.
+"""What a run commits, and the records a store keeps and gives back.
 
 A run commits after each step (once the next edge is chosen) and when it pauses,
 fails or ends. Inside an agent's visit it also commits before the tool calls run
@@ -10,8 +10,9 @@ messages, the new path, trace, chat and note entries (its sub-flows' too), the
 context if it changed, and the small state (position, usage, status). Storage
 grows linearly with the run.
 
-A store is anything with the ``Checkpointer`` methods; ``MemoryCheckpointer`` keeps
-commits in this process, ``SQLiteCheckpointer`` (``_sqlite.py``) in a file.
+Most commits are plain ``Step`` records (a step of a running run: nothing rare in
+it), handed to a store in batches; the others are whole ``Commit`` records. A
+store gives a run back as one ``Commit``: its commits folded (``fold``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -151,6 +152,90 @@ class Commit:
     """When this commit was made."""
 
 
+# A Commit's fields that are seldom set: a Step carries those that are in ``extra``.
+RARE = ("status", "chats", "notes", "inner", "reason", "context_type", "replies", "waiting")
+
+
+class Step(NamedTuple):
+    """One step of a running run, as a journal hands it to a store: a ``Commit``'s
+    fields less the run's own (id, flow, parent, start), which come with the batch.
+
+    A plain step (status running, nothing rare) has ``extra=None``; a ``Commit``
+    made into a Step (``step_of``) carries its rare fields that are set in ``extra``.
+    A tuple underneath: a store reads the fields by name or unpacks them.
+    """
+
+    seq: int
+    step: int
+    positions: list[Position]
+    messages_from: int
+    messages: list[Message]
+    usage: Spent
+    usage_by_node: dict[str, Spent]
+    path: list[str]
+    context: str | None
+    trace: list[Any]
+    output: Any
+    extra: dict[str, Any] | None = None
+    """The fields of ``RARE`` that are set (``status`` only when not running)."""
+    status: StoredStatus = "running"
+    reason: str = ""
+    created: float = 0.0
+    """When it was made; 0: when the store takes it."""
+
+
+def step_of(commit: Commit) -> Step:
+    """``commit`` as a Step (its run's own fields left out)."""
+    rare = {name: value for name in RARE if (value := getattr(commit, name))}
+    if commit.status == "running":
+        del rare["status"]
+    return Step(
+        seq=commit.seq,
+        step=commit.step,
+        positions=commit.positions,
+        messages_from=commit.messages_from,
+        messages=commit.messages,
+        usage=commit.usage,
+        usage_by_node=commit.usage_by_node,
+        path=commit.path,
+        context=commit.context,
+        trace=commit.trace,
+        output=commit.output,
+        extra=rare,
+        status=commit.status,
+        reason=commit.reason,
+        created=commit.created,
+    )
+
+
+def commit_of(run_id: str, flow: str, parent: str | None, started: float, step: Step) -> Commit:
+    """The Commit a Step of run ``run_id`` stands for."""
+    rare: dict[str, Any] = dict(step.extra or {})
+    rare.pop("output", None)
+    rare.pop("status", None)
+    return Commit(
+        run_id=run_id,
+        flow=flow,
+        seq=step.seq,
+        status=step.status,
+        reason=step.reason,
+        step=step.step,
+        positions=step.positions,
+        messages_from=step.messages_from,
+        messages=step.messages,
+        usage=step.usage,
+        usage_by_node=step.usage_by_node,
+        context=step.context,
+        path=step.path,
+        trace=step.trace,
+        output=step.output,
+        parent=parent,
+        started=started,
+        created=step.created or time.time(),
+        **rare,
+    )
+
+
 def join_inner(
     earlier: dict[str, dict[str, list[Any]]], later: dict[str, dict[str, list[Any]]]
 ) -> dict[str, dict[str, list[Any]]]:
@@ -250,71 +335,6 @@ def run_info(snapshot: Commit) -> RunInfo:
     )
 
 
-@runtime_checkable
-class Checkpointer(Protocol):
-    """Where runs are committed. Implement it to keep runs anywhere else.
-
-    ``commit`` must keep each run's commits in the order given and may write them
-    later; ``flush`` returns once every commit made before it is durable.
-
-    Example:
-        >>> store = MemoryCheckpointer()
-        >>> result = flow.run("Hi", store=store)  # doctest: +SKIP
-        >>> flow.runs(store)[0].status  # doctest: +SKIP
-        'completed'
-    """
-
-    def commit(self, commit: Commit) -> None: ...
-
-    async def flush(self) -> None: ...
-
-    async def load(self, run_id: str, *, step: int | None = None) -> Commit | None:
-        """The run folded into one commit (up to ``step``, if given), or None."""
-        ...
-
-    async def list_runs(self, flow: str | None = None, limit: int = 100) -> list[RunInfo]:
-        """The newest runs first."""
-        ...
-
-
-class MemoryCheckpointer:
-    """Keeps commits in this process: for tests, and for runs given no store.
-
-    Example:
-        >>> store = MemoryCheckpointer()
-        >>> store.run_ids()
-        []
-    """
-
-    def __init__(self) -> None:
-        self._commits: dict[str, list[Commit]] = {}
-        self._updated: dict[str, float] = {}
-
-    def commit(self, commit: Commit) -> None:
-        self._commits.setdefault(commit.run_id, []).append(commit)
-        self._updated[commit.run_id] = commit.created
-
-    async def flush(self) -> None:
-        return None
-
-    async def load(self, run_id: str, *, step: int | None = None) -> Commit | None:
-        commits = upto(self._commits.get(run_id, []), step)
-        return fold(commits) if commits else None
-
-    async def list_runs(self, flow: str | None = None, limit: int = 100) -> list[RunInfo]:
-        newest = sorted(self._commits, key=lambda run_id: -self._updated[run_id])
-        snapshots = (fold(self._commits[run_id]) for run_id in newest)
-        return [run_info(s) for s in snapshots if flow is None or s.flow == flow][:limit]
-
-    def run_ids(self) -> list[str]:
-        return list(self._commits)
-
-    def forget(self, run_id: str) -> None:
-        """Drop a run's commits (the default store does so once a run completes)."""
-        self._commits.pop(run_id, None)
-        self._updated.pop(run_id, None)
-
-
 def upto(commits: Sequence[Commit], step: int | None) -> list[Commit]:
     """The commits that end at step boundaries up to ``step`` (all of them for None).
 
@@ -328,48 +348,3 @@ def upto(commits: Sequence[Commit], step: int | None) -> list[Commit]:
         if commit.step == step and commit.positions and commit.positions[0].phase == "next":
             return list(commits[: index + 1])
     return []
-
-
-# A plain step held for the store: a Commit's fields, in the order of
-# ``StepStore.commit_steps``'s items.
-Step = tuple[
-    int,
-    int,
-    list[Position],
-    int,
-    list[Any],
-    Spent,
-    dict[str, Spent],
-    list[str],
-    str | None,
-    list[Any],
-    Any,
-    dict[str, Any] | None,
-    str,
-    str,
-    float,
-]
-
-
-class HeldSteps(Protocol):
-    """A run's journal as a ``StepStore`` sees it: plain steps it holds for the store."""
-
-    committed: float
-    """When its newest step was made (``time.monotonic()``)."""
-    failure: Exception | None
-    """Set by the store when it could not take the steps."""
-
-    def hand_over(self) -> None:
-        """Give the store the steps held, now (``commit_steps``)."""
-        ...
-
-
-@runtime_checkable
-class StepStore(Protocol):
-    """A store that takes plain steps in batches (``SQLiteCheckpointer``)."""
-
-    def commit_steps(
-        self, run_id: str, flow: str, parent: str | None, started: float, steps: list[Step]
-    ) -> None: ...
-
-    def announce(self, journal: HeldSteps) -> None: ...
