@@ -17,7 +17,7 @@ STAMP  := $(VENV)/.installed
 APT    := $$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install system graphviz demo test lint typecheck pytest bench clean
+.PHONY: install system graphviz demo test lint typecheck imports pytest bench clean
 
 install: $(STAMP) graphviz
 
@@ -42,7 +42,7 @@ graphviz:
 demo: install
 	$(PY) examples/support.py
 
-test: lint typecheck pytest
+test: lint typecheck imports pytest
 
 lint: install
 	$(VENV)/bin/ruff format --check .
@@ -50,6 +50,10 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+# The layers of ARCHITECTURE.md, as pyproject.toml's import-linter contracts state them.
+imports: install
+	$(VENV)/bin/lint-imports
 
 pytest: install
 	$(PY) -m pytest

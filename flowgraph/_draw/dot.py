@@ -14,8 +14,6 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import graphviz
-
 from flowgraph._base.errors import UsageError
 from flowgraph._draw.overlay import SEPARATOR, Overlay, Stop
 from flowgraph._graph.edges import Edge
@@ -26,6 +24,8 @@ from flowgraph._graph.subflow import SubFlow
 from flowgraph._llm.models import Model
 
 if TYPE_CHECKING:
+    import graphviz
+
     from flowgraph._graph.plan import DeclaredFlow
 
 DIRECTIONS = ("TB", "LR", "BT", "RL")
@@ -118,6 +118,9 @@ def flow_digraph(
     """The flow as a ``graphviz.Digraph``. Rendering reads the flow; it never changes it."""
     _check_options(direction, detail)
     overlay = overlay or Overlay()
+    # Deferred, as in render.py: graphviz's import would add a tenth to flowgraph's.
+    import graphviz
+
     dot = graphviz.Digraph(flow.name)
     dot.attr(
         rankdir=direction,

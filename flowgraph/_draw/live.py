@@ -127,7 +127,7 @@ class TextProgress(Hooks):
 def _notebook_sink() -> Callable[[str], Any] | None:
     """A function that shows an SVG in the running notebook cell, updating one display;
     None outside a Jupyter kernel."""
-    try:
+    try:  # IPython is not a dependency: imported only where a live view is asked for
         from IPython import get_ipython
         from IPython.display import SVG, display
     except ImportError:

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import graphviz
-
 from flowgraph._base.errors import ConfigurationError, UsageError
 from flowgraph._draw.dot import flow_digraph
 from flowgraph._draw.overlay import Overlay
 
 if TYPE_CHECKING:
+    import graphviz
+
     from flowgraph._graph.plan import DeclaredFlow
 
 FORMATS = ("png", "svg", "pdf", "dot")
@@ -72,9 +72,13 @@ def check_format(format: str, path: str | None) -> str:
 
 def pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
     """Run ``dot`` on the graph; the picture's bytes."""
+    # Deferred: graphviz's import would add a tenth to flowgraph's, and only drawing
+    # needs it (a Digraph passed in has imported it already).
+    from graphviz import ExecutableNotFound
+
     try:
         data: bytes = dot.pipe(format=fmt)
-    except graphviz.ExecutableNotFound as exc:
+    except ExecutableNotFound as exc:
         raise ConfigurationError(INSTALL_GRAPHVIZ) from exc
     return data
 

@@ -103,6 +103,8 @@ class OpenAIModel:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
+            # Deferred: importing openai takes longer than importing all of flowgraph,
+            # and many programs import flowgraph without sending a request.
             from openai import AsyncOpenAI
 
             client = AsyncOpenAI(
