@@ -1,1 +1,2 @@
-"""_store"""
+"""Checkpoints: the commit records, the store protocol, the memory and SQLite
+stores, and opening a store by path. Knows records, never the engine."""
