@@ -226,3 +226,14 @@ def test_validation_runs_before_any_request(serve: Serve) -> None:
     with pytest.raises(fg.FlowValidationError, match="there is no node 'missing'"):
         flow.run("go")
     assert server.requests == []
+
+
+def test_a_node_of_a_kind_flowgraph_cannot_run() -> None:
+    class Custom(fg.Node):
+        pass
+
+    flow = fg.Flow("custom")
+    flow.edge(fg.START, Custom("mine"))
+    flow.edge("mine", fg.END)
+    with pytest.raises(fg.FlowValidationError, match=r"node 'mine' is a Custom, which flowgraph"):
+        flow.validate()

@@ -49,14 +49,14 @@ class Journal:
 
     ``store`` is a ``StepStore`` (``as_step_store`` makes any Checkpointer one). Plain
     steps are handed to it in batches: the journal holds up to ``BATCH`` of them, each
-    a ``Step`` record, and a store such as SQLite encodes a batch in one go. The instructions are the same as
-    for a step at a time, but the time is not: made one at a time, between steps that
-    ran the rest of flowgraph, the encoding, the records and the buffer's lock ran
-    with cold caches; a batch runs them warmer (measured: the store's overhead on a
-    1,000-step run of instant steps went from 20-23% to 16-17%; 64 steps a batch cost
-    less per step than 16, 32 or 128). The writer takes the steps a journal holds
-    whenever it writes (``hand_over`` from its thread, see ``announce``), so holding
-    them does not delay their reaching the disk.
+    a ``Step`` record, and a store such as SQLite encodes a batch in one go. The
+    instructions are the same as for a step at a time, but the time is not: made one
+    at a time, between steps that ran the rest of flowgraph, the encoding, the
+    records and the buffer's lock ran with cold caches; a batch runs them warmer
+    (measured: the store's overhead on a 1,000-step run of instant steps went from
+    20-23% to 16-17%; 64 steps a batch cost less per step than 16, 32 or 128). The
+    writer takes the steps a journal holds whenever it writes (``hand_over`` from its
+    thread, see ``announce``), so holding them does not delay their reaching the disk.
     """
 
     def __init__(

@@ -243,8 +243,8 @@ def _merge(run: Run, child: Run, name: str) -> None:
     run.notes.extend(f"{name}: {note}" for note in child.notes)
 
 
-# One visit function per node kind: a new kind of node is declared in ``_graph`` and
-# added here, with its visit.
+# One visit function per node kind: a new kind of node is declared in ``_graph`` (and
+# listed in its validation's KINDS), and its visit is added here.
 VISITS: dict[type[Node], Visitor] = {
     Agent: run_agent,
     ToolStep: run_tool_step,
@@ -260,7 +260,4 @@ def _visitor(node: Node) -> Visitor:
         visit = VISITS.get(kind)
         if visit is not None:
             return visit
-    raise UsageError(
-        f"node {node.name!r} is a {type(node).__name__}, which flowgraph cannot run: "
-        "use fg.Agent, fg.ToolStep, fg.Human, fg.NestedChat or a fg.Flow"
-    )
+    raise AssertionError(f"no visit for {type(node).__name__}: validation lets none through")

@@ -14,8 +14,9 @@ import networkx as nx
 
 from flowgraph._base.errors import FlowValidationError
 from flowgraph._graph.edges import TRANSFER_PREFIX, Edge
+from flowgraph._graph.human import Human
 from flowgraph._graph.nested import NestedChat
-from flowgraph._graph.nodes import END, START, Agent
+from flowgraph._graph.nodes import END, START, Agent, ToolStep
 from flowgraph._graph.subflow import SubFlow
 from flowgraph._graph.tools import ToolDefinitionError
 from flowgraph._llm.default import NO_MODEL, default_model_available
@@ -39,6 +40,7 @@ def validate(flow: DeclaredFlow) -> None:
 
 def _problems(flow: DeclaredFlow, within: tuple[int, ...], inherited: bool) -> Iterator[str]:
     """``inherited``: a parent flow lends this (sub-)flow its model."""
+    yield from _kinds(flow)
     yield from _endpoints(flow)
     yield from _start_and_end(flow)
     yield from _reachability(flow)
@@ -48,6 +50,19 @@ def _problems(flow: DeclaredFlow, within: tuple[int, ...], inherited: bool) -> I
     yield from _subflows(flow, (*within, id(flow)), has_model)
     yield from _tools(flow)
     yield from _models(flow, has_model)
+
+
+# The kinds of node the engine runs (its VISITS table has a visit for each).
+KINDS = (Agent, ToolStep, Human, NestedChat, SubFlow)
+
+
+def _kinds(flow: DeclaredFlow) -> Iterator[str]:
+    for node in flow.nodes.values():
+        if not isinstance(node, KINDS):
+            yield (
+                f"node {node.name!r} is a {type(node).__name__}, which flowgraph cannot run: "
+                "make it an fg.Agent, fg.ToolStep, fg.Human, fg.NestedChat or a fg.Flow"
+            )
 
 
 def build_graph(flow: DeclaredFlow) -> nx.MultiDiGraph:
