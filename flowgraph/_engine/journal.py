@@ -27,6 +27,7 @@ from flowgraph._store.records import (
     UnstorableStep,
     commit_of,
     spent,
+    step_of,
 )
 
 LOGS = ("path", "trace", "chats", "notes")  # a sub-flow's logs, as Commit.inner names them
@@ -34,12 +35,10 @@ BATCH = 64  # plain steps a journal holds before it hands them to the store at o
 
 
 class Last(NamedTuple):
-    """What a commit left the run at, for ``mark`` to repeat."""
+    """What a commit left the run at, for ``mark`` to repeat: its step record, and the
+    two rare fields ``mark`` repeats too."""
 
-    step: int
-    positions: list[Position]
-    usage: Spent
-    output: Any
+    step: Step
     context_type: str | None = None
     replies: dict[str, Any] = {}  # noqa: RUF012 (never changed: a commit copies replies)
 
@@ -111,14 +110,7 @@ class Journal:
             parent=snapshot.parent,
             started=snapshot.started,
         )
-        journal.last = Last(
-            snapshot.step,
-            snapshot.positions,
-            snapshot.usage,
-            snapshot.output,
-            snapshot.context_type,
-            snapshot.replies,
-        )
+        journal.last = Last(step_of(snapshot), snapshot.context_type, snapshot.replies)
         journal._stored = (journal.last, journal.messages)
         journal.inner = {
             where: tuple(len(logs.get(name, ())) for name in LOGS)
@@ -154,35 +146,42 @@ class Journal:
         inner: dict[str, dict[str, list[Any]]] = {}
         if run.child is not None:
             positions, inner = self._sub_flows(run, positions)
+        # Positional, in the fields' order: a call by keyword costs twice as much, and
+        # there is one per commit.
         step = Step(
-            seq=self.seq,
-            step=run.step,
-            positions=positions,
-            messages_from=self.messages,
-            messages=run.messages[self.messages :],
-            usage=usage,
-            usage_by_node=by_node,
-            path=run.path[self.path :],
-            context=context,
-            trace=run.trace[self.trace :],
-            output=jsonable(run.output),
+            self.seq,  # seq
+            run.step,  # step
+            positions,
+            self.messages,  # messages_from
+            run.messages[self.messages :],  # messages
+            usage,
+            by_node,  # usage_by_node
+            run.path[self.path :],  # path
+            context,
+            run.trace[self.trace :],  # trace
+            jsonable(run.output),  # output
         )
-        replies = dict(run.replies) if run.replies else {}
-        last = Last(step.step, positions, usage, step.output, context_type, replies)
-        rare = {
-            "chats": run.chats[self.chats :],
-            "notes": run.notes[self.notes :],
-            "inner": inner,
-            "context_type": context_type,
-            "replies": replies,
-            "waiting": waiting,
-        }
-        if status == "running" and not (reason or any(rare.values())):
-            self.last = last
+        if (
+            status == "running"
+            and not (reason or inner or context_type or run.replies or waiting)
+            and len(run.chats) == self.chats
+            and len(run.notes) == self.notes
+        ):  # a plain step: most commits
+            self.last = Last(step)
             self._hold(step)
         else:
             self.hand_over()  # the steps held come first
-            self._commit_whole(step._replace(extra=rare, status=status, reason=reason), last)
+            replies = dict(run.replies) if run.replies else {}
+            rare = {
+                "chats": run.chats[self.chats :],
+                "notes": run.notes[self.notes :],
+                "inner": inner,
+                "context_type": context_type,
+                "replies": replies,
+                "waiting": waiting,
+            }
+            whole = step._replace(extra=rare, status=status, reason=reason)
+            self._commit_whole(whole, Last(step, context_type, replies))
         self.messages, self.path, self.trace = len(run.messages), len(run.path), len(run.trace)
         self.committed = time.monotonic()
 
@@ -278,7 +277,7 @@ class Journal:
         if self.last is None:
             self.commit(run, run.positions(), status, reason)
             return
-        last = self.last
+        last, at = self.last, self.last.step
         self.hand_over()
         self.seq += 1
         self.store.commit(
@@ -288,14 +287,14 @@ class Journal:
                 seq=self.seq,
                 status=status,
                 reason=reason,
-                step=last.step,
-                positions=last.positions,
+                step=at.step,
+                positions=at.positions,
                 messages_from=self.messages,
                 messages=[],
-                usage=last.usage,
+                usage=at.usage,
                 usage_by_node={},
                 context_type=last.context_type,
-                output=last.output,
+                output=at.output,
                 replies=last.replies,
                 parent=self.parent,
                 started=self.started,
@@ -305,8 +304,7 @@ class Journal:
 
 def _stored(step: Step) -> tuple[Last, int]:
     """What a plain step handed to the store left the run at, and its messages."""
-    last = Last(step.step, step.positions, step.usage, step.output)
-    return last, step.messages_from + len(step.messages)
+    return Last(step), step.messages_from + len(step.messages)
 
 
 async def fork_run(

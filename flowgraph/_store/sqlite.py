@@ -61,13 +61,13 @@ from flowgraph._store.sqlite_format import (
     UNWRITTEN,
     RunFields,
     Segment,
-    at,
-    create,
-    decode,
-    dump,
-    record,
-    wal,
-    write,
+    compact_record,
+    create_tables,
+    decode_segments,
+    dump_one_by_one,
+    use_wal,
+    where_at,
+    write_segments,
 )
 
 EXIT_FLUSH_SECONDS = 10.0
@@ -107,8 +107,8 @@ class SQLiteCheckpointer:
         self.quiet, self.max_wait = quiet, max_wait
         try:
             with closing(self._connect()) as db:
-                wal(db)
-                create(db, self.path)
+                use_wal(db)
+                create_tables(db, self.path)
         except sqlite3.Error as exc:
             raise ConfigurationError(
                 f"cannot open the run store {self.path!r}: {exc}. Give a writable file path"
@@ -163,7 +163,7 @@ class SQLiteCheckpointer:
         try:
             encoded, failure = orjson.dumps(entries, default=to_jsonable_python)[1:-1], None
         except orjson.JSONEncodeError:
-            encoded, failure, steps = dump(entries, run_id, steps)
+            encoded, failure, steps = dump_one_by_one(entries, run_id, steps)
             if failure is not None:  # keep the steps before it, and say which it was
                 self._outputs.pop(run_id, None)
                 if not steps:
@@ -201,14 +201,14 @@ class SQLiteCheckpointer:
             entries.append(
                 (
                     step.step,
-                    at(step.positions, step.step),
+                    where_at(step.positions, step.step),
                     step.messages_from,  # from
                     step.messages,
                     step.usage,
                     step.usage_by_node or None,
                     len(step.path),
                     step.context,
-                    list(map(record, trace)) if trace else None,
+                    list(map(compact_record, trace)) if trace else None,
                     extra or None,
                 )
             )
@@ -280,7 +280,7 @@ class SQLiteCheckpointer:
             wait = self.quiet if due is None else wait * BACKOFF
             if segments and self._failure is None:
                 try:
-                    write(db, segments)
+                    write_segments(db, segments)
                 except Exception as exc:
                     self._fail(exc)
             for marker in flushes:
@@ -358,7 +358,7 @@ class SQLiteCheckpointer:
             db.execute("COMMIT")
         if run is None:
             return None
-        commits = upto(decode(run, rows), step)
+        commits = upto(decode_segments(run, rows), step)
         return fold(commits) if commits else None
 
     def _list(self, flow: str | None, limit: int) -> list[RunInfo]:

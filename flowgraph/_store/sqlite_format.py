@@ -60,7 +60,7 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
-def wal(db: sqlite3.Connection) -> None:
+def use_wal(db: sqlite3.Connection) -> None:
     """Put the file in WAL mode. SQLite does not wait for a busy file here (another
     process creating the tables holds it): try again until the busy timeout."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
@@ -74,7 +74,7 @@ def wal(db: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-def create(db: sqlite3.Connection, path: str) -> None:
+def create_tables(db: sqlite3.Connection, path: str) -> None:
     """Create the tables, or check that the file's are the ones this version writes;
     in one transaction, as other processes may be opening the file too."""
     db.execute("BEGIN IMMEDIATE")
@@ -153,7 +153,7 @@ class Segment:
         )
 
 
-def dump(
+def dump_one_by_one(
     entries: list[tuple[Any, ...]], run_id: str, steps: list[Step]
 ) -> tuple[bytes, UnstorableStep | None, list[Step]]:
     """A batch orjson does not take (an int over 64 bits, a key not a string), its
@@ -177,7 +177,7 @@ def dump(
     return b",".join(parts), None, steps
 
 
-def at(positions: list[Position], step: int) -> str | list[list[Any]]:
+def where_at(positions: list[Position], step: int) -> str | list[list[Any]]:
     """Where a step stands, compactly: most steps are on their way to a node at
     their step, and then this is just its name."""
     first = positions[0] if len(positions) == 1 else None
@@ -192,7 +192,7 @@ def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
     return [Position.load(item) for item in at]
 
 
-def record(record: Any) -> list[Any]:
+def compact_record(record: Any) -> list[Any]:
     """A step's record (a ``StepRecord``, or its JSON data as read back from a file) as
     a compact array: step, node, seconds, usage, edge, next; a sub-flow's records
     follow in a seventh item."""
@@ -203,7 +203,7 @@ def record(record: Any) -> list[Any]:
     step, node, seconds, usage, edge, target, inner = RECORD_FIELDS(record.__dict__)
     compact = [step, node, seconds, spent(usage), edge, target]
     if inner:
-        compact.append([record(item) for item in inner])
+        compact.append([compact_record(item) for item in inner])
     return compact
 
 
@@ -245,7 +245,7 @@ ENTRY = (
 UNWRITTEN = object()  # an output like no other: none written yet
 
 
-def write(db: sqlite3.Connection, segments: list[Segment]) -> None:
+def write_segments(db: sqlite3.Connection, segments: list[Segment]) -> None:
     """Write the segments, and each run's newest state, in one transaction.
 
     Rows go in by multi-row INSERTs, not ``executemany``: each statement hands the
@@ -283,7 +283,9 @@ def _insert(
         )
 
 
-def decode(run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]) -> list[Commit]:
+def decode_segments(
+    run: tuple[str, str, str | None, float], rows: list[tuple[Any, ...]]
+) -> list[Commit]:
     """A run's commits back from its segments, in order. ``run``: its id, flow, parent
     and start, as the runs table holds them; ``rows``: seq, first, path, data, created."""
     commits: list[Commit] = []
