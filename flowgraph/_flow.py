@@ -12,11 +12,6 @@ from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import RunError
 from flowgraph._base.messages import user_messages
 from flowgraph._base.result import RunResult
-from flowgraph._draw.dot import flow_digraph
-from flowgraph._draw.live import Live, live_view
-from flowgraph._draw.mermaid import to_mermaid
-from flowgraph._draw.overlay import Overlay
-from flowgraph._draw.render import render_flow, svg
 from flowgraph._engine.journal import Journal, fork_run
 from flowgraph._engine.resume import restore
 from flowgraph._engine.run import Run
@@ -31,6 +26,8 @@ from flowgraph._store.records import Commit, RunInfo
 
 if TYPE_CHECKING:
     import graphviz
+
+    from flowgraph._draw.live import Live
 
 
 Input = str | Sequence[Mapping[str, Any]]
@@ -170,6 +167,10 @@ class Flow(FlowSpec):
         extra = [hooks] if isinstance(hooks, Hooks) else list(hooks)
         view = None
         if live:
+            # Deferred, as all drawing here: most programs never draw, and the drawing's
+            # modules would add a twentieth to flowgraph's import.
+            from flowgraph._draw.live import live_view
+
             view = live_view(self, live)
         run.hooks = run.plan.hooks.with_hooks([*extra, view] if view else extra)
         if view is None:
@@ -276,11 +277,14 @@ class Flow(FlowSpec):
 
     def to_dot(self, *, direction: str = "TB", detail: str = "full") -> str:
         """The flow in graphviz's DOT language (options as for ``render``)."""
-        return str(flow_digraph(self, direction=direction, detail=detail).source)
+        # Deferred, as all drawing here: most programs never draw (see _drive).
+        from flowgraph._draw import picture
+
+        return picture.dot_text(self, direction, detail)
 
     def to_mermaid(self, *, direction: str = "TB", detail: str = "full") -> str:
         """The flow as a Mermaid flowchart (options as for ``render``)."""
-        return to_mermaid(self, direction=direction, detail=detail)
+        return self._mermaid_run(None, direction=direction, detail=detail)
 
     def render(
         self,
@@ -305,32 +309,38 @@ class Flow(FlowSpec):
         Example:
             >>> flow.render("flow.svg", direction="LR")  # doctest: +SKIP
         """
-        return render_flow(self, path, format=format, direction=direction, detail=detail)
+        return self._render_run(None, path, format=format, direction=direction, detail=detail)
 
     def _repr_svg_(self) -> str:
-        return svg(flow_digraph(self))
+        return self._svg_run(None)
 
     # -- drawing a run over the flow (RunResult.render and its kin call these) -----
 
     def _render_run(
         self,
-        result: RunResult,
+        result: RunResult | None,
         path: str | None,
         *,
         format: str | None,
         direction: str,
         detail: str,
     ) -> graphviz.Digraph:
-        overlay = Overlay.of(result)
-        return render_flow(
-            self, path, format=format, direction=direction, detail=detail, overlay=overlay
-        )
+        # Deferred, as all drawing here: most programs never draw (see _drive).
+        from flowgraph._draw import picture
 
-    def _mermaid_run(self, result: RunResult, *, direction: str, detail: str) -> str:
-        return to_mermaid(self, direction=direction, detail=detail, overlay=Overlay.of(result))
+        return picture.render(self, path, format, direction, detail, result)
 
-    def _svg_run(self, result: RunResult) -> str:
-        return svg(flow_digraph(self, overlay=Overlay.of(result)))
+    def _mermaid_run(self, result: RunResult | None, *, direction: str, detail: str) -> str:
+        # Deferred, as all drawing here: most programs never draw (see _drive).
+        from flowgraph._draw import picture
+
+        return picture.mermaid(self, direction, detail, result)
+
+    def _svg_run(self, result: RunResult | None) -> str:
+        # Deferred, as all drawing here: most programs never draw (see _drive).
+        from flowgraph._draw import picture
+
+        return picture.svg_text(self, result)
 
 
 def _where(store: Store | None) -> str:
