@@ -31,7 +31,8 @@ from flowgraph._command.main import (
 
 if TYPE_CHECKING:
     from flowgraph._command.main import Commands
-    from flowgraph._store.checkpoint import Checkpointer, Commit, RunInfo
+    from flowgraph._store.records import Commit, RunInfo
+    from flowgraph._store.protocol import Checkpointer
 
 PATH_WIDTH = 40
 LINE_WIDTH = 100
@@ -167,7 +168,7 @@ def list_command(args: argparse.Namespace) -> int:
 def show_command(args: argparse.Namespace) -> int:
     """``flowgraph runs show``: one run in words, or as JSON."""
     from flowgraph._base.bridge import run_sync
-    from flowgraph._store.checkpoint import run_info
+    from flowgraph._store.records import run_info
 
     snapshot = run_sync(_open(args.store).load(args.run_id))
     if snapshot is None:
