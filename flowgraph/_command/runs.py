@@ -31,8 +31,8 @@ from flowgraph._command.main import (
 
 if TYPE_CHECKING:
     from flowgraph._command.main import Commands
-    from flowgraph._store.records import Commit, RunInfo
     from flowgraph._store.protocol import Checkpointer
+    from flowgraph._store.records import Commit, RunInfo
 
 PATH_WIDTH = 40
 LINE_WIDTH = 100
