@@ -45,21 +45,21 @@ Example:
 from __future__ import annotations
 
 from flowgraph.testing._faults import (
+    Answer,
     Delay,
     Drop,
     Malformed,
+    ScriptItem,
     Truncated,
     delay,
     drop,
     malformed,
     truncated,
 )
-from flowgraph.testing._script import (
-    Answer,
+from flowgraph.testing._items import (
     ChatRequest,
     Fault,
     Reply,
-    ScriptItem,
     ToolCall,
     error,
     rate_limited,

@@ -13,21 +13,19 @@ What the openai client makes of them: a delay past its ``timeout`` is
 (retried, unless it comes while a stream is read); a malformed body is
 ``json.JSONDecodeError`` (not retried); a clean cut of a stream raises nothing.
 
-An HTTP error with a status is `error` (and `rate_limited`), in `_script`.
+An HTTP error with a status is `error` (and `rate_limited`), in `_items`. The script
+item types, which a delay holds in turn, are defined here, at the end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TypeAlias
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from typing import TypeAlias
+from flowgraph.testing._items import ChatRequest, Fault, Reply, ToolCall
 
-    from flowgraph.testing._script import Reply, ScriptItem, ToolCall
-
-    ReplyItem: TypeAlias = str | ToolCall | Sequence[ToolCall] | Reply
+ReplyItem: TypeAlias = str | ToolCall | Sequence[ToolCall] | Reply
 
 
 @dataclass(frozen=True)
@@ -166,3 +164,17 @@ def truncated(
         False
     """
     return Truncated(after, reply, clean)
+
+
+Answer: TypeAlias = (
+    str | ToolCall | Sequence[ToolCall] | Reply | Fault | Delay | Drop | Malformed | Truncated
+)
+"""A script item that is not a callable."""
+ScriptFunction: TypeAlias = (
+    Callable[[ChatRequest], Answer] | Callable[[ChatRequest], Awaitable[Answer]]
+)
+"""A function of the request (sync or async) returning an `Answer`."""
+ScriptItem: TypeAlias = Answer | ScriptFunction
+"""One reply of a script: an `Answer`, or a function of the request returning one."""
+Outcome: TypeAlias = Reply | Fault | Delay | Drop | Malformed | Truncated
+"""An `Answer` in its one canonical form, as the server serves it."""

@@ -7,9 +7,18 @@ import dataclasses
 import json
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flowgraph.testing._faults import Delay, Drop, Malformed, Truncated
+from flowgraph._llm.models import OpenAIModel
+from flowgraph.testing._faults import (
+    Delay,
+    Drop,
+    Malformed,
+    Outcome,
+    ScriptFunction,
+    ScriptItem,
+    Truncated,
+)
 from flowgraph.testing._http import (
     Hangup,
     HttpRequest,
@@ -19,24 +28,16 @@ from flowgraph.testing._http import (
     raise_open_file_limit,
 )
 from flowgraph.testing._invalid import InvalidRequest
+from flowgraph.testing._items import ChatRequest, Fault, Reply
 from flowgraph.testing._script import (
-    ChatRequest,
     CompletionWriter,
-    Fault,
-    Outcome,
-    Reply,
     Script,
     ScriptError,
-    ScriptFunction,
-    ScriptItem,
     error_body,
     resolve,
     to_reply,
 )
 from flowgraph.testing._strict import check_chat_request
-
-if TYPE_CHECKING:
-    from flowgraph import OpenAIModel
 
 _CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 _MODEL_PATHS = ("/v1/models", "/models")
@@ -157,9 +158,7 @@ class ScriptedServer:
             >>> with ScriptedServer(["Hi"]) as server:  # doctest: +SKIP
             ...     model = server.model(temperature=0)
         """
-        import flowgraph  # late: no import cycle when flowgraph's own modules use testing
-
-        return flowgraph.OpenAIModel(name, base_url=self.url, api_key="test", **settings)
+        return OpenAIModel(name, base_url=self.url, api_key="test", **settings)
 
     def __enter__(self) -> ScriptedServer:
         self.start()

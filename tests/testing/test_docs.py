@@ -7,7 +7,17 @@ import importlib
 
 import pytest
 
-MODULES = ["", "._faults", "._http", "._invalid", "._schema", "._script", "._server", "._strict"]
+MODULES = [
+    "",
+    "._faults",
+    "._http",
+    "._invalid",
+    "._items",
+    "._schema",
+    "._script",
+    "._server",
+    "._strict",
+]
 
 
 @pytest.mark.parametrize("suffix", MODULES)
