@@ -1,1 +1,1 @@
-"""_command"""
+"""The ``flowgraph`` command line."""

@@ -9,7 +9,7 @@ resumed from the shell::
     flowgraph runs resume flow.py 3f2a9c... --store runs.db --reply yes
 
 The store is only read here (``resume`` appends the run's new commits); a path that
-does not exist is an error, never a new empty file. Registered by ``_cli.py``.
+does not exist is an error, never a new empty file. Registered by ``main.py``.
 """
 
 from __future__ import annotations
@@ -20,17 +20,23 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowgraph._command.main import (
+import flowgraph as fg
+from flowgraph._base.bridge import run_sync
+from flowgraph._command.common import (
     EXIT_CODES,
     TARGET_HELP,
     CliError,
-    _count,
-    _positive_int,
-    report_run,
+    add_command,
+    count,
+    positive_int,
 )
+from flowgraph._command.load import load_flow
+from flowgraph._command.report import report_run
+from flowgraph._store.open import open_store
+from flowgraph._store.records import run_info
 
 if TYPE_CHECKING:
-    from flowgraph._command.main import Commands
+    from flowgraph._command.common import Commands
     from flowgraph._store.protocol import Checkpointer
     from flowgraph._store.records import Commit, RunInfo
 
@@ -96,13 +102,8 @@ def add_runs(commands: Commands) -> None:
 
 
 def _action(actions: Commands, name: str, summary: str, epilog: str) -> argparse.ArgumentParser:
-    parser = actions.add_parser(
-        name,
-        help=summary,
-        description=summary[0].upper() + summary[1:] + ".",
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    """An action on a store of runs, ``--store PATH``."""
+    parser = add_command(actions, name, summary, epilog)
     parser.add_argument(
         "--store",
         metavar="PATH",
@@ -116,7 +117,7 @@ def _add_list(actions: Commands) -> None:
     parser = _action(actions, "list", "list the stored runs, newest first", LIST_EPILOG)
     parser.add_argument("--flow", metavar="NAME", help="only the runs of this flow")
     parser.add_argument(
-        "--limit", metavar="N", type=_positive_int, default=20, help="at most N runs (default: 20)"
+        "--limit", metavar="N", type=positive_int, default=20, help="at most N runs (default: 20)"
     )
     parser.add_argument("--json", action="store_true", help="print the runs as a JSON list")
     parser.set_defaults(command=list_command)
@@ -152,8 +153,6 @@ def _add_resume(actions: Commands) -> None:
 
 def list_command(args: argparse.Namespace) -> int:
     """``flowgraph runs list``: a table of the runs, or a JSON list."""
-    from flowgraph._base.bridge import run_sync
-
     runs = run_sync(_open(args.store).list_runs(args.flow, args.limit))
     if args.json:
         print(json.dumps([info.model_dump(mode="json") for info in runs], indent=2))
@@ -167,9 +166,6 @@ def list_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """``flowgraph runs show``: one run in words, or as JSON."""
-    from flowgraph._base.bridge import run_sync
-    from flowgraph._store.records import run_info
-
     snapshot = run_sync(_open(args.store).load(args.run_id))
     if snapshot is None:
         raise CliError(
@@ -183,8 +179,6 @@ def show_command(args: argparse.Namespace) -> int:
 
 def resume_command(args: argparse.Namespace) -> int:
     """``flowgraph runs resume``: go on with the run, print it as ``flowgraph run`` does."""
-    from flowgraph._command.main import load_flow
-
     _check_store(args.store)
     reply = sys.stdin.read().rstrip("\n") if args.reply == "-" else args.reply
     flow = load_flow(args.target)
@@ -212,9 +206,6 @@ def _check_store(path: str) -> None:
 
 
 def _open(path: str) -> Checkpointer:
-    import flowgraph as fg
-    from flowgraph._store.open import open_store
-
     _check_store(path)
     try:
         store = open_store(path)
@@ -279,8 +270,8 @@ def _show_text(snapshot: Commit, info: RunInfo, store: str) -> str:
         f"status:   {info.status}",
         f"reason:   {info.reason}",
         f"path:     {' -> '.join(['START', *info.path])}",
-        f"usage:    {_count(usage.requests, 'request')}, {_count(usage.total_tokens, 'token')}, "
-        f"{_count(info.step, 'step')}",
+        f"usage:    {count(usage.requests, 'request')}, {count(usage.total_tokens, 'token')}, "
+        f"{count(info.step, 'step')}",
         f"updated:  {_age(info.age)} ago",
     ]
     if info.parent:

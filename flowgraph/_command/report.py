@@ -1,0 +1,104 @@
+"""Printing a run's result as ``flowgraph run`` and ``flowgraph runs resume`` do: the
+answer on stdout, the path and status on stderr (or the whole result as JSON), the
+run drawn if asked; exit 0, 1 (failed) or 5 (waiting for a reply)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+import flowgraph as fg
+from flowgraph._command.common import FORMATS, CliError
+
+
+def report_run(start: Callable[[], fg.RunResult], args: argparse.Namespace) -> int:
+    """Call ``start`` (a run or a resume) and print its result; exit 0, 1 (failed) or 5
+    (waiting for a reply). ``args`` needs ``json`` and ``draw``."""
+    try:
+        result = start()
+    except fg.RunError as exc:
+        _report_failure(exc, args)
+        return 1
+    _report(result, args)
+    return {"failed": 1, "waiting": 5}.get(result.status, 0)
+
+
+def check_run_options(args: argparse.Namespace) -> None:
+    """Refuse a bad combination before the run: a run may cost requests."""
+    if args.model is None and (args.base_url or args.api_key):
+        option = "--base-url" if args.base_url else "--api-key"
+        raise CliError(
+            f"{option} needs --model, the model to ask there, e.g. "
+            "--model llama3.1 --base-url http://localhost:11434/v1"
+        )
+    suffix = Path(args.draw or "").suffix.lstrip(".").lower()
+    if suffix not in ("", *FORMATS):
+        raise CliError(
+            f"--draw {args.draw}: cannot draw as {suffix!r}; end the path in "
+            f"{', '.join('.' + fmt for fmt in FORMATS)}"
+        )
+
+
+def _report_failure(exc: fg.RunError, args: argparse.Namespace) -> None:
+    """Say why and where the run stopped (stderr); still print and draw what it did."""
+    at = f" at node {exc.node!r}" if exc.node else ""
+    print(f"flowgraph: the run failed{at}: {exc}", file=sys.stderr)
+    cause = exc.__cause__
+    if cause is not None and str(cause) not in str(exc):
+        print(f"  caused by {type(cause).__name__}: {cause}", file=sys.stderr)
+    if exc.result is None:
+        return
+    print(f"  path: {_path(exc.result)} (step {exc.result.steps})", file=sys.stderr)
+    print(f"  run id: {exc.result.run_id}", file=sys.stderr)
+    try:
+        _report(exc.result, args)
+    except fg.FlowgraphError as error:  # the run's failure is the news, not the drawing's
+        print(f"flowgraph: could not draw the run: {error}", file=sys.stderr)
+
+
+def _path(result: fg.RunResult) -> str:
+    return " -> ".join(["START", *result.path])
+
+
+def _report(result: fg.RunResult, args: argparse.Namespace) -> None:
+    """Print the result (stdout) and draw it; in human mode the status goes to stderr."""
+    if args.json:
+        print(_result_json(result))
+    elif result.status != "failed":
+        if result.waiting is not None:
+            print(result.waiting.prompt)  # a paused run's answer is its question
+        elif result.output is not None:
+            print(_output_text(result.output))
+        print(f"path: {_path(result)}", file=sys.stderr)
+        print(f"status: {result.status} ({result.reason}); {_usage(result)}", file=sys.stderr)
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if args.draw:
+        result.render(args.draw)
+        print(f"drawn: {args.draw}", file=sys.stderr)
+
+
+def _output_text(output: object) -> str:
+    if isinstance(output, str):
+        return output
+    # A tool step may return anything: JSON reads better than a repr, str() does for the rest.
+    return json.dumps(to_jsonable_python(output, fallback=str), indent=2, ensure_ascii=False)
+
+
+def _result_json(result: fg.RunResult) -> str:
+    try:
+        data = result.model_dump(mode="json")
+    except PydanticSerializationError:
+        # The context may hold anything the user put there; str() it rather than fail.
+        return json.dumps(result.model_dump(), default=str, indent=2, ensure_ascii=False)
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _usage(result: fg.RunResult) -> str:
+    usage = result.usage
+    return f"{usage.requests} requests, {usage.total_tokens} tokens, {result.steps} steps"
