@@ -7,7 +7,7 @@ module-level Flow::
     flowgraph render examples/support.py:build_flow -o support.svg
     flowgraph validate examples/support.py:build_flow
     flowgraph run examples/support.py:build_flow "Where is order B-7?" --json
-    flowgraph runs list --store runs.db   # stored runs: list, show, resume (_cli_runs.py)
+    flowgraph runs list --store runs.db   # stored runs: list, show, resume (runs.py)
     python -m flowgraph --help            # the same command
 
 Exit codes::

@@ -171,17 +171,7 @@ class Journal:
             self._hold(step)
         else:
             self.hand_over()  # the steps held come first
-            replies = dict(run.replies) if run.replies else {}
-            rare = {
-                "chats": run.chats[self.chats :],
-                "notes": run.notes[self.notes :],
-                "inner": inner,
-                "context_type": context_type,
-                "replies": replies,
-                "waiting": waiting,
-            }
-            whole = step._replace(extra=rare, status=status, reason=reason)
-            self._commit_whole(whole, Last(step, context_type, replies))
+            self._commit_whole(run, step, status, reason, waiting, inner, context_type)
         self.messages, self.path, self.trace = len(run.messages), len(run.path), len(run.trace)
         self.committed = time.monotonic()
 
@@ -195,12 +185,32 @@ class Journal:
             self.announced = True
             self.store.announce(self)
 
-    def _commit_whole(self, step: Step, last: Last) -> None:
-        """Commit a step that is not plain as a whole ``Commit``, now."""
-        commit = commit_of(self.run_id, self.flow, self.parent, self.started, step)
+    def _commit_whole(
+        self,
+        run: RunState,
+        step: Step,
+        status: StoredStatus,
+        reason: str,
+        waiting: Waiting | None,
+        inner: dict[str, dict[str, list[Any]]],
+        context_type: str | None,
+    ) -> None:
+        """Commit a step that is not plain as a whole ``Commit``, now, with its rare
+        fields: new chats and notes, sub-flow entries, replies, what it waits for."""
+        replies = dict(run.replies) if run.replies else {}
+        rare = {
+            "chats": run.chats[self.chats :],
+            "notes": run.notes[self.notes :],
+            "inner": inner,
+            "context_type": context_type,
+            "replies": replies,
+            "waiting": waiting,
+        }
+        whole = step._replace(extra=rare, status=status, reason=reason)
+        commit = commit_of(self.run_id, self.flow, self.parent, self.started, whole)
         self.store.commit(commit)  # if it fails, the run is still at the last stored
-        self.last = last
-        self._stored = (last, step.messages_from + len(step.messages))
+        self.last = Last(step, context_type, replies)
+        self._stored = (self.last, step.messages_from + len(step.messages))
         self.chats += len(commit.chats)
         self.notes += len(commit.notes)
 
