@@ -96,3 +96,13 @@ __all__ = [
     "Waiting",
     "__version__",
 ]
+
+# Exported errors show where users find them: `flowgraph.FlowValidationError` in a
+# traceback, not the private module that defines it. Only errors: other classes keep
+# their module, which `typing.get_type_hints` (and so pydantic) reads their
+# annotations in.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) and issubclass(_value, BaseException):
+        _value.__module__ = "flowgraph"
+del _name, _value

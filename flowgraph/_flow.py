@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowgraph._base.bridge import run_sync
+from flowgraph._base.checks import check_count, check_seconds
 from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import RunError
 from flowgraph._base.messages import user_messages
@@ -113,6 +114,9 @@ class Flow(FlowSpec):
             FlowValidationError: the flow is broken (nothing was sent).
             RunError: the run failed; ``error.result`` holds the run so far.
         """
+        _check_call(max_steps, hooks, live, deadline)
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise UsageError(f"run_id must be non-empty text, got {run_id!r}")
         plan = self._compile()
         run = Run(
             plan,
@@ -144,6 +148,7 @@ class Flow(FlowSpec):
     ) -> RunResult:
         """Go on with a stored run from its last commit: after a crash, a failure,
         or a pause (then with the human's ``reply``). Arguments as for ``resume``."""
+        _check_call(max_steps, hooks, live, deadline)
         checkpointer = open_store(store) or DEFAULT_STORE
         snapshot = await checkpointer.load(run_id)
         if snapshot is None:
@@ -261,6 +266,7 @@ class Flow(FlowSpec):
     # -- stored runs ----------------------------------------------------------------
 
     def runs(self, store: Store, *, limit: int = 100) -> list[RunInfo]:
+        check_count(limit, "flow.runs(limit=...)", error=UsageError)
         """This flow's runs in ``store``, newest first: status, path, age, usage."""
         checkpointer = open_store(store)
         assert checkpointer is not None
@@ -368,3 +374,15 @@ def _check_resumable(flow: Flow, snapshot: Commit, reply: Any) -> None:
         )
     if snapshot.waiting is None and reply is not None:
         raise UsageError(f"{where} is not waiting for a reply ({snapshot.status}); drop reply=")
+
+
+def _check_call(max_steps: object, hooks: object, live: object, deadline: object) -> None:
+    """The arguments of a run or a resume, checked before anything is loaded or sent."""
+    if max_steps is not None:
+        check_count(max_steps, "max_steps", error=UsageError)
+    check_seconds(deadline, "deadline", error=UsageError)
+    listed = hooks if isinstance(hooks, (list, tuple)) else [hooks]
+    if not all(isinstance(each, Hooks) for each in listed):
+        raise UsageError(f"hooks= takes an fg.Hooks object or a list of them, got {hooks!r}")
+    if not (isinstance(live, bool) or callable(live)):
+        raise UsageError(f"live= takes True, False or a function given each SVG, got {live!r}")

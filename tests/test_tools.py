@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 import flowgraph as fg
-from flowgraph._graph.tools import ToolArgumentsError, ToolDefinitionError
+from flowgraph._graph.tools import ToolArgumentsError
 
 
 class Size(enum.Enum):
@@ -148,7 +148,7 @@ def test_unresolvable_annotations_are_reported() -> None:
         return ""
 
     with pytest.raises(
-        ToolDefinitionError,
+        fg.FlowValidationError,
         match="tool 'later': an annotation does not resolve: name 'NotDefinedYet' is not defined",
     ):
         fg.Tool(later).openai_schema()

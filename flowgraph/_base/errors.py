@@ -1,11 +1,12 @@
 """The errors flowgraph raises.
 
 Every error is a ``FlowgraphError``. Build-time errors (a broken graph, a bad
-tool signature) are apart from run-time errors (a server that fails, a run that
-loops) and from misuse of the API::
+tool signature, a setting out of range) are apart from run-time errors (a server
+that fails, a run that loops) and from misuse of the API::
 
     FlowgraphError
     ├── FlowValidationError     the flow cannot run as built; raised before any request
+    │                           (also a ValueError: a value the flow cannot take)
     ├── ConfigurationError      no model could be found, or a setting is wrong
     ├── UsageError              the API was called in a way it does not support
     ├── StoreError              a run store could not be written or read
@@ -15,7 +16,10 @@ loops) and from misuse of the API::
         └── ModelError          the model server failed, after the client's retries
 
 Run-time errors carry the run id, the step and the node, and chain their cause;
-they live in ``failures.py``, beside the result they carry.
+they live in ``failures.py``, beside the result they carry. Every exported error
+shows as ``flowgraph.X`` in a traceback. A few exceptions never leave flowgraph
+(a pause unwinding a run, a deadline or a tool's timeout on its way to the error
+or the tool message it becomes); anything else a user can meet is one of these.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class FlowgraphError(Exception):
     """The root of every error flowgraph raises."""
 
 
-class FlowValidationError(FlowgraphError):
+class FlowValidationError(FlowgraphError, ValueError):
     """The flow cannot run as built: the message names the node or edge and the fix.
 
     Example:
@@ -34,7 +38,7 @@ class FlowValidationError(FlowgraphError):
         >>> flow.validate()
         Traceback (most recent call last):
         ...
-        flowgraph._base.errors.FlowValidationError: flow 'empty' is not valid: it has no edge...
+        flowgraph.FlowValidationError: flow 'empty' is not valid: it has no edge...
 
     Attributes:
         problems: each problem found, one line each.

@@ -14,13 +14,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flowgraph._base.errors import FlowgraphError, UsageError
+
 Message = dict[str, Any]
 
 INJECTABLE_ROLES = frozenset({"system", "developer", "user", "assistant"})
 
 
-class HistoryError(ValueError):
-    """The conversation breaks the tool-call pairing rule; the message says where."""
+class HistoryError(FlowgraphError, ValueError):
+    """The conversation breaks the tool-call pairing rule, or a message would; the
+    message says where. Becomes a ``RunError`` naming the node before it can leave
+    a run."""
 
 
 def check_history(messages: Sequence[Mapping[str, Any]], start: int = 0) -> None:
@@ -86,22 +90,22 @@ def check_injectable(message: object) -> Message:
     break the pairing of tool calls and answers.
     """
     if not isinstance(message, Mapping):
-        raise TypeError(
+        raise HistoryError(
             f"a message is a dict like {{'role': 'user', 'content': '...'}}, "
             f"got {type(message).__name__}"
         )
     role = message.get("role")
     if role not in INJECTABLE_ROLES:
-        raise ValueError(
+        raise HistoryError(
             f"cannot inject a message with role {role!r}: use one of "
             f"{sorted(INJECTABLE_ROLES)} (tool messages only answer tool calls)"
         )
     if message.get("tool_calls"):
-        raise ValueError(
+        raise HistoryError(
             "cannot inject an assistant message with tool_calls: nothing would answer them"
         )
     if not isinstance(message.get("content"), (str, list)):
-        raise ValueError("an injected message needs 'content' (a string)")
+        raise HistoryError("an injected message needs 'content' (a string)")
     return dict(message)
 
 
@@ -129,4 +133,11 @@ def user_messages(input: str | Sequence[Mapping[str, Any]]) -> list[Message]:
     """The opening messages of a run: a string becomes one user message."""
     if isinstance(input, str):
         return [{"role": "user", "content": input}]
-    return [dict(message) for message in input]
+    if isinstance(input, Sequence):
+        messages = [dict(message) for message in input if isinstance(message, Mapping)]
+        if len(messages) == len(input) and all(isinstance(m.get("role"), str) for m in messages):
+            return messages
+    raise UsageError(
+        "a run's input is the user's message as text, or a list of messages in OpenAI "
+        f'chat format ({{"role": "user", "content": "..."}}), got {input!r}'[:300]
+    )

@@ -17,6 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from flowgraph._base.checks import check_number
+from flowgraph._base.errors import FlowValidationError
+
 T = TypeVar("T")
 RETRY_AFTER_CAP = 60.0
 
@@ -49,10 +52,24 @@ class Retry:
     on: tuple[type[BaseException], ...] = (Exception,)
 
     def __post_init__(self) -> None:
+        for what in ("backoff", "max_backoff", "jitter"):
+            check_number(getattr(self, what), f"Retry({what}=...)")
+        kinds = self.on if isinstance(self.on, tuple) else (self.on,)
+        if not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+            raise FlowValidationError(
+                f"Retry(on={self.on!r}): on= takes exception classes, as on=(ConnectionError,)"
+            )
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise FlowValidationError(f"Retry(attempts={self.attempts!r}): a whole number")
         if self.attempts < 1:
-            raise ValueError(f"Retry(attempts={self.attempts}): at least 1 attempt")
+            raise FlowValidationError(
+                f"Retry(attempts={self.attempts}): at least 1 attempt; Retry(attempts=1) tries once"
+            )
         if self.backoff < 0 or self.max_backoff < 0 or not 0 <= self.jitter <= 1:
-            raise ValueError("Retry: backoff and max_backoff >= 0, jitter within 0..1")
+            raise FlowValidationError(
+                f"Retry(backoff={self.backoff}, max_backoff={self.max_backoff}, "
+                f"jitter={self.jitter}): backoff and max_backoff >= 0, jitter within 0..1"
+            )
 
     def wait(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after try number ``attempt`` failed."""

@@ -150,7 +150,7 @@ class _Loop:
         calls = self.messages[-1].get("tool_calls") or ()
         for call in calls:
             tool = self.tools.get(call["function"]["name"])
-            if tool is not None and tool.spec.context_param is not None:
+            if tool is not None and tool.takes_context:
                 return True
         return False
 

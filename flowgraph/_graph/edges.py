@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from flowgraph._base.callables import MaybeAwaitable
+from flowgraph._base.context import AnyContext
 
-if TYPE_CHECKING:
-    from flowgraph._base.context import AnyContext
-
-Predicate = Callable[["AnyContext"], MaybeAwaitable[Any]]
+Predicate = Callable[[AnyContext], MaybeAwaitable[Any]]
 Condition = str | Predicate | None
 EdgeKind = Literal["predicate", "llm", "fallback"]
 TRANSFER_PREFIX = "transfer_to_"

@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 from flowgraph._base.callables import call_inline
 from flowgraph._base.context import AnyContext, Usage
-from flowgraph._base.messages import Message, check_injectable
+from flowgraph._base.errors import FlowValidationError
+from flowgraph._base.failures import RunError
+from flowgraph._base.messages import HistoryError, Message, check_injectable
 
 EventName = Literal["node_enter", "node_exit", "handoff", "tool_start", "tool_end", "error"]
 EVENTS: tuple[EventName, ...] = (
@@ -86,7 +88,10 @@ class HookContext:
 
         Allowed roles: system, developer, user, assistant (without tool calls).
         """
-        checked = [check_injectable(message) for message in messages]
+        try:
+            checked = [check_injectable(message) for message in messages]
+        except HistoryError as exc:
+            raise RunError(f"node {self.node!r}: {exc}", node=self.node) from exc
         self._ctx.messages.extend(checked)
 
 
@@ -190,7 +195,7 @@ class HookSet:
 
     def on(self, name: str, fn: Observer) -> None:
         if name not in EVENTS:
-            raise ValueError(f"unknown event {name!r}: use one of {', '.join(EVENTS)}")
+            raise FlowValidationError(f"unknown event {name!r}: use one of {', '.join(EVENTS)}")
         self.observers.setdefault(name, []).append(fn)
 
     def with_hooks(self, extra: Sequence[Hooks]) -> HookSet:

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from flowgraph._base.callables import MaybeAwaitable, check_arity
 from flowgraph._base.context import AnyContext
+from flowgraph._base.errors import FlowValidationError
 from flowgraph._graph.nodes import Node
 from flowgraph._llm.models import Model
 
@@ -38,4 +39,9 @@ class Human(Node):
         super().__init__(name, model=model)
         if callable(prompt):
             check_arity(prompt, 1, f"the prompt of human node {name!r}")
+        elif not isinstance(prompt, str):
+            raise FlowValidationError(
+                f"human node {name!r}: prompt must be text or a function of the run "
+                f"context, got {prompt!r}"
+            )
         self.prompt = prompt

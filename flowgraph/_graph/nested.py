@@ -13,7 +13,7 @@ its message becomes exactly ``"<message>\\nContext:\\n<carryover>"``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +107,11 @@ class NestedChat(Node):
         model: Model | None = None,
     ) -> None:
         super().__init__(name, model=model)
-        self.chats = list(chats)
+        if isinstance(chats, (str, Chat)) or not isinstance(chats, Iterable):
+            raise FlowValidationError(
+                f"nested chat {name!r}: chats= takes a list of fg.Chat, got {chats!r}"
+            )
+        self.chats = list(chats)  # each is checked with the flow (validate names them all)
         self.reply = reply
         self.concurrent = concurrent
 

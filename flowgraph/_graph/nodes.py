@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowgraph._base.callables import MaybeAwaitable, check_arity
+from flowgraph._base.checks import check_count, check_optional, check_seconds
 from flowgraph._base.context import AnyContext
 from flowgraph._base.errors import FlowValidationError
 from flowgraph._base.retry import Retry
-from flowgraph._graph.tools import Tool, as_tool
-from flowgraph._llm.models import Model
+from flowgraph._graph.tools import Tool, as_tools
+from flowgraph._llm.models import Model, check_model
 
 if TYPE_CHECKING:
     from flowgraph._graph.hooks import AfterCompletion
@@ -29,6 +30,7 @@ class Node:
 
     def __init__(self, name: str, *, model: Model | None = None) -> None:
         _check_name(name, type(self).__name__)
+        check_model(model, f"{self.kind} {name!r}")
         self.name = name
         self.model = model
         self.hooks: list[AfterCompletion] = []
@@ -94,15 +96,19 @@ class Agent(Node):
         request_timeout: float | None = None,
     ) -> None:
         super().__init__(name, model=model)
+        check_optional(retry, Retry, f"agent {name!r}: retry", "pass fg.Retry(...)")
         self.retry = retry
-        self.request_timeout = request_timeout
-        if max_turns < 1:
-            raise FlowValidationError(f"agent {name!r}: max_turns must be at least 1")
+        self.request_timeout = check_seconds(request_timeout, f"agent {name!r}: request_timeout")
+        self.max_turns = check_count(max_turns, f"agent {name!r}: max_turns")
         if callable(instructions):
             check_arity(instructions, 1, f"the instructions of agent {name!r}")
+        elif not isinstance(instructions, str):
+            raise FlowValidationError(
+                f"agent {name!r}: instructions must be text or a function of the run "
+                f"context, got {instructions!r}"
+            )
         self.instructions = instructions
-        self.tools = [as_tool(tool) for tool in tools]
-        self.max_turns = max_turns
+        self.tools = as_tools(tools, f"agent {name!r}")
         self.hooks.extend(after_completion)
 
     def after_completion(self, fn: AfterCompletion) -> AfterCompletion:
@@ -151,8 +157,9 @@ class ToolStep(Node):
         super().__init__(name, model=model)
         self.takes_context = check_arity(fn, (0, 1), f"the function of tool step {name!r}") == 1
         self.fn = fn
+        check_optional(retry, Retry, f"tool step {name!r}: retry", "pass fg.Retry(on=(...))")
         self.retry = retry
-        self.timeout = timeout
+        self.timeout = check_seconds(timeout, f"tool step {name!r}: timeout")
 
 
 def _check_name(name: object, what: str) -> None:

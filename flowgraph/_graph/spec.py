@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from typing_extensions import Self
 
 from flowgraph._base.callables import check_arity
+from flowgraph._base.checks import check_count, check_optional, check_seconds
 from flowgraph._base.errors import FlowValidationError
 from flowgraph._base.retry import Retry
 from flowgraph._graph.edges import Condition, Edge
@@ -18,7 +19,7 @@ from flowgraph._graph.nodes import END, START, Node
 from flowgraph._graph.plan import Plan
 from flowgraph._graph.subflow import SubFlow
 from flowgraph._graph.validate import build_graph, validate
-from flowgraph._llm.models import Model
+from flowgraph._llm.models import Model, check_model
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -45,12 +46,15 @@ class FlowSpec:
         request_timeout: float | None = None,
         deadline: float | None = None,
     ) -> None:
+        if not isinstance(name, str) or not name:
+            raise FlowValidationError(f"a flow's name must be non-empty text, got {name!r}")
         self.name = name
-        self._model = model
-        self.max_steps = max_steps
+        self.model = model
+        self.max_steps = check_count(max_steps, f"flow {name!r}: max_steps")
+        check_optional(retry, Retry, f"flow {name!r}: retry", "pass fg.Retry(...)")
         self.retry = retry
-        self.request_timeout = request_timeout
-        self.deadline = deadline
+        self.request_timeout = check_seconds(request_timeout, f"flow {name!r}: request_timeout")
+        self.deadline = check_seconds(deadline, f"flow {name!r}: deadline")
         self.hooks = HookSet()
         self._nodes: dict[str, Node] = {}
         self._edges: list[Edge] = []
@@ -67,6 +71,7 @@ class FlowSpec:
 
     @model.setter
     def model(self, model: Model | None) -> None:
+        check_model(model, f"flow {self.name!r}")
         self._model = model
         self._plan = None  # the plan caches each node's model
 

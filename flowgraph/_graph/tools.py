@@ -8,14 +8,16 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from flowgraph._base.checks import check_optional, check_seconds
 from flowgraph._base.context import AnyContext, RunContext
+from flowgraph._base.errors import FlowgraphError, FlowValidationError
 from flowgraph._base.messages import as_text
 from flowgraph._base.retry import Retry
 
@@ -28,11 +30,7 @@ _ARGS_SECTIONS = ("Args", "Arguments", "Parameters")
 _ARG_LINE = re.compile(r"^\s+(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
 
 
-class ToolDefinitionError(ValueError):
-    """A function cannot become a tool; the message says why and how to fix it."""
-
-
-class ToolArgumentsError(ValueError):
+class ToolArgumentsError(FlowgraphError, ValueError):
     """The model's arguments for a tool did not validate; the text goes back to it."""
 
 
@@ -66,20 +64,29 @@ class Tool:
         retry: Retry | None = None,
         timeout: float | None = None,
     ) -> None:
+        if not callable(fn):
+            raise FlowValidationError(
+                f"a tool is a Python function (or fg.Tool(function)), got {fn!r}"
+            )
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", ""))
         self.requires_approval = requires_approval
+        check_optional(retry, Retry, f"tool {self.name!r}: retry", "pass fg.Retry(on=(...))")
         self.retry = retry
-        self.timeout = timeout
+        self.timeout = check_seconds(timeout, f"tool {self.name!r}: timeout")
         self._description = description
         self._spec: _Spec | None = None
 
     @property
     def description(self) -> str:
-        return self._description if self._description is not None else self.spec.description
+        return self._description if self._description is not None else self._built().description
 
     @property
-    def spec(self) -> _Spec:
+    def takes_context(self) -> bool:
+        """Whether the function asks for the run context (a ``RunContext`` parameter)."""
+        return self._built().context_param is not None
+
+    def _built(self) -> _Spec:
         """The schema and calling convention, built on first use (so forward
         references in annotations resolve once the user's module is complete)."""
         if self._spec is None:
@@ -93,7 +100,7 @@ class Tool:
             "function": {
                 "name": self.name,
                 "description": self.description,
-                "parameters": self.spec.parameters,
+                "parameters": self._built().parameters,
             },
         }
 
@@ -109,7 +116,7 @@ class Tool:
     def validate(self, arguments: str) -> dict[str, Any]:
         """The model's JSON ``arguments`` checked against the schema, as keyword
         arguments; raises ``ToolArgumentsError`` (meant for the model) if they do not fit."""
-        spec = self.spec
+        spec = self._built()
         try:
             validated = spec.model.model_validate_json(arguments.strip() or "{}")
         except pydantic.ValidationError as exc:
@@ -118,7 +125,7 @@ class Tool:
 
     async def invoke(self, kwargs: dict[str, Any], ctx: AnyContext) -> str:
         """Run the function on validated arguments (and the run context, if it asks)."""
-        spec = self.spec
+        spec = self._built()
         if spec.context_param is not None:
             kwargs = {**kwargs, spec.context_param: ctx}
         if spec.is_async:
@@ -138,13 +145,16 @@ class _Spec:
     is_async: bool
 
 
-def as_tool(item: Tool | Callable[..., Any]) -> Tool:
-    return item if isinstance(item, Tool) else Tool(item)
+def as_tools(items: Sequence[Tool | Callable[..., Any]], owner: str) -> list[Tool]:
+    """The ``tools=`` of ``owner`` as ``Tool`` objects; each must be a function or a Tool."""
+    if isinstance(items, (str, Tool)) or callable(items):
+        raise FlowValidationError(f"{owner}: tools= takes a list of functions, got {items!r}")
+    return [item if isinstance(item, Tool) else Tool(item) for item in items]
 
 
 def check_name(name: str) -> None:
     if not TOOL_NAME.match(name):
-        raise ToolDefinitionError(
+        raise FlowValidationError(
             f"tool name {name!r} is not allowed: use letters, digits, '_' or '-', at most "
             "64 characters (pass name=... to fg.Tool to rename a lambda or a method)"
         )
@@ -156,7 +166,7 @@ def _build_spec(fn: Callable[..., Any], name: str) -> _Spec:
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except NameError as exc:
-        raise ToolDefinitionError(f"tool {name!r}: an annotation does not resolve: {exc}") from exc
+        raise FlowValidationError(f"tool {name!r}: an annotation does not resolve: {exc}") from exc
     summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
     fields: dict[str, Any] = {}
     context_param = None
@@ -178,7 +188,7 @@ def _build_spec(fn: Callable[..., Any], name: str) -> _Spec:
 
 def _field(tool: str, param: inspect.Parameter, annotation: Any, doc: str | None) -> Any:
     if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
-        raise ToolDefinitionError(
+        raise FlowValidationError(
             f"tool {tool!r}: parameter {param.name!r} is {param.kind.description}; a tool "
             "is called with keyword arguments only, so give it plain named parameters"
         )
@@ -203,9 +213,9 @@ def _parameters(tool: str, model: type[BaseModel]) -> dict[str, Any]:
     return _strip_titles(schema)
 
 
-def _schema_error(tool: str, exc: Exception) -> ToolDefinitionError:
+def _schema_error(tool: str, exc: Exception) -> FlowValidationError:
     first_line = str(exc).splitlines()[0]
-    return ToolDefinitionError(
+    return FlowValidationError(
         f"tool {tool!r}: its signature cannot become a JSON schema ({first_line}). Annotate "
         "each parameter with a JSON-friendly type: str, int, float, bool, list, dict, an "
         "Enum, a Literal, a pydantic model, a dataclass or a TypedDict"

@@ -18,7 +18,6 @@ from flowgraph._graph.human import Human
 from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Agent, ToolStep
 from flowgraph._graph.subflow import SubFlow
-from flowgraph._graph.tools import ToolDefinitionError
 from flowgraph._llm.default import NO_MODEL, default_model_available
 
 if TYPE_CHECKING:
@@ -166,8 +165,8 @@ def _tools(flow: DeclaredFlow) -> Iterator[str]:
         names: set[str] = set()
         for tool in agent.tools:
             try:
-                tool.spec  # noqa: B018 - builds the schema, raising if it cannot
-            except ToolDefinitionError as exc:
+                tool.openai_schema()  # builds the schema, raising if it cannot
+            except FlowValidationError as exc:
                 yield f"agent {agent.name!r}: {exc}"
                 continue
             if tool.name in names:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flowgraph._base.context import Usage
+from flowgraph._base.errors import ConfigurationError, FlowValidationError
 from flowgraph._base.messages import Message
 from flowgraph._base.retry import Retry
 
@@ -49,6 +50,16 @@ class Model(Protocol):
     ) -> Completion: ...
 
 
+def check_model(model: object, owner: str) -> None:
+    """``model`` is None or a ``Model``; else a ``FlowValidationError`` naming ``owner``."""
+    if model is None or isinstance(model, Model):
+        return
+    fix = "pass fg.OpenAIModel(name), fg.LocalModel() or an object with .name and async .complete()"
+    if isinstance(model, str):
+        fix = f"pass fg.OpenAIModel({model!r}) (a name alone says nothing of the server)"
+    raise FlowValidationError(f"{owner}: model={model!r} is not a model: {fix}")
+
+
 class OpenAIModel:
     """A model behind any OpenAI-compatible chat completions endpoint.
 
@@ -78,6 +89,8 @@ class OpenAIModel:
         timeout: float | None = None,
         **settings: Any,
     ) -> None:
+        if not isinstance(model, str) or not model:
+            raise ConfigurationError(f"OpenAIModel takes the model's name as text, got {model!r}")
         self.name = model
         self.base_url = base_url
         self.settings = settings

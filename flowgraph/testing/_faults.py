@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from flowgraph.testing._errors import ScriptValueError
 from flowgraph.testing._items import ChatRequest, Fault, Reply, ToolCall
 
 ReplyItem: TypeAlias = str | ToolCall | Sequence[ToolCall] | Reply
@@ -42,7 +43,7 @@ class Delay:
 
     def __post_init__(self) -> None:
         if not self.seconds >= 0:
-            raise ValueError(f"delay() takes seconds >= 0, got {self.seconds!r}")
+            raise ScriptValueError(f"delay() takes seconds >= 0, got {self.seconds!r}")
 
 
 def delay(seconds: float, then: ScriptItem) -> Delay:
@@ -140,7 +141,9 @@ class Truncated:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.after, int) and self.after >= 0):
-            raise ValueError(f"truncated() takes after= a count of events >= 0, got {self.after!r}")
+            raise ScriptValueError(
+                f"truncated() takes after= a count of events >= 0, got {self.after!r}"
+            )
 
 
 def truncated(

@@ -341,7 +341,7 @@ def raise_open_file_limit() -> None:
     """
     if sys.platform == "win32":
         return
-    import resource
+    import resource  # here: the module does not exist on Windows
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from flowgraph.testing._errors import ScriptItemError, ScriptValueError
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -33,7 +35,7 @@ class ToolCall:
 
     def __post_init__(self) -> None:
         if not isinstance(self.arguments, str):
-            raise TypeError(
+            raise ScriptItemError(
                 f"ToolCall.arguments must be JSON text, got {type(self.arguments).__name__}: "
                 "use tool_call(name, {...}) to pass a dict."
             )
@@ -89,7 +91,7 @@ class Reply:
     def __post_init__(self) -> None:
         calls = tuple(self.tool_calls)
         if not all(isinstance(call, ToolCall) for call in calls):
-            raise TypeError(f"Reply.tool_calls must hold ToolCall items, got {calls!r}")
+            raise ScriptItemError(f"Reply.tool_calls must hold ToolCall items, got {calls!r}")
         object.__setattr__(self, "tool_calls", calls)
 
     @property
@@ -118,10 +120,12 @@ class Fault:
 
     def __post_init__(self) -> None:
         if not 400 <= self.status <= 599:
-            raise ValueError(f"An error status is 400-599, got {self.status}")
+            raise ScriptValueError(f"An error status is 400-599, got {self.status}")
         for name, value in self.headers.items():
             if not _is_header_text(name + value):
-                raise ValueError(f"Header {name!r}: {value!r} is not one line of Latin-1 text")
+                raise ScriptValueError(
+                    f"Header {name!r}: {value!r} is not one line of Latin-1 text"
+                )
 
 
 _DEFAULT_MESSAGES = {
@@ -177,7 +181,9 @@ def rate_limited(retry_after: float = 1.0, message: str | None = None) -> Fault:
         {'retry-after': '1', 'retry-after-ms': '250'}
     """
     if not retry_after >= 0:
-        raise ValueError(f"rate_limited() takes retry_after >= 0 seconds, got {retry_after!r}")
+        raise ScriptValueError(
+            f"rate_limited() takes retry_after >= 0 seconds, got {retry_after!r}"
+        )
     headers = {
         "retry-after": str(math.ceil(retry_after)),
         "retry-after-ms": str(round(retry_after * 1000)),

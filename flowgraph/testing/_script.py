@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from flowgraph.testing._errors import ScriptError, ScriptItemError
 from flowgraph.testing._faults import (
     Delay,
     Drop,
@@ -35,10 +36,6 @@ from flowgraph.testing._items import ChatRequest, Fault, Reply, ToolCall, text_o
 _AS_IS = (Reply, Fault, Drop, Malformed)
 
 
-class ScriptError(Exception):
-    """The script could not answer a request (exhausted, or an item failed)."""
-
-
 class Script:
     """Items consumed in order, one per request; or one function for every request."""
 
@@ -49,17 +46,21 @@ class Script:
         if callable(script):
             self._function = script
         elif isinstance(script, (str, ToolCall, Delay, Truncated, *_AS_IS)):
-            raise TypeError(
+            raise ScriptItemError(
                 f"ScriptedServer takes a list of replies, got one {type(script).__name__}: "
                 f"wrap it in a list: ScriptedServer([{script!r}])"
             )
-        else:
+        elif isinstance(script, Iterable):
             self.add(script)
+        else:
+            raise ScriptItemError(
+                f"ScriptedServer takes a list of replies or one function, got {script!r}"
+            )
 
     def add(self, items: Iterable[ScriptItem]) -> None:
         """Append items, checking each now rather than at request time."""
         if self._function is not None:
-            raise TypeError("This ScriptedServer answers with a function; it takes no items.")
+            raise ScriptItemError("This ScriptedServer answers with a function; it takes no items.")
         checked = list(items)
         for item in checked:
             if not callable(item):
@@ -115,7 +116,7 @@ def to_reply(item: object) -> Outcome:
         return Reply(tool_calls=(item,))
     if isinstance(item, (list, tuple)) and item and all(isinstance(i, ToolCall) for i in item):
         return Reply(tool_calls=tuple(item))
-    raise TypeError(
+    raise ScriptItemError(
         "A script item must be a str, a ToolCall, a non-empty list of ToolCall, a Reply, "
         "an error(...), a fault (delay, drop, malformed, truncated) or a callable "
         f"returning one of these; got {item!r}. For an empty reply use Reply()."
@@ -125,7 +126,9 @@ def to_reply(item: object) -> Outcome:
 def _cut_reply(item: object) -> Reply:
     reply = to_reply(item)
     if not isinstance(reply, Reply):
-        raise TypeError(f"truncated() cuts a reply: text, tool calls or a Reply; got {item!r}.")
+        raise ScriptItemError(
+            f"truncated() cuts a reply: text, tool calls or a Reply; got {item!r}."
+        )
     return reply
 
 

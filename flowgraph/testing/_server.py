@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from flowgraph._llm.models import OpenAIModel
+from flowgraph.testing._errors import ScriptError, ServerStateError, kind_of
 from flowgraph.testing._faults import (
     Delay,
     Drop,
@@ -32,7 +33,6 @@ from flowgraph.testing._items import ChatRequest, Fault, Reply
 from flowgraph.testing._script import (
     CompletionWriter,
     Script,
-    ScriptError,
     error_body,
     resolve,
     to_reply,
@@ -118,7 +118,9 @@ class ScriptedServer:
     def port(self) -> int:
         """The port the server listens on (the last one, once stopped)."""
         if self._port is None:
-            raise RuntimeError("The ScriptedServer has not started: use `with server:` or start().")
+            raise ServerStateError(
+                "The ScriptedServer has not started: use `with server:` or start()."
+            )
         return self._port
 
     @property
@@ -139,7 +141,7 @@ class ScriptedServer:
     def start(self) -> None:
         """Start serving on a free port; return once the server accepts connections."""
         if self._thread is not None:
-            raise RuntimeError("The ScriptedServer is already running.")
+            raise ServerStateError("The ScriptedServer is already running.")
         raise_open_file_limit()
         thread = ServerThread(HttpServer(self._handle))
         self._port = thread.start()
@@ -305,7 +307,7 @@ def _invalid(problem: InvalidRequest) -> HttpResponse:
 def _callback_failed(request: ChatRequest, exc: Exception) -> str:
     return (
         f"flowgraph.testing: the script item for request #{request.index + 1} "
-        f"(server.requests[{request.index}]) raised {type(exc).__name__}: {exc}"
+        f"(server.requests[{request.index}]) raised {kind_of(exc)}: {exc}"
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "",
+    "._errors",
     "._faults",
     "._http",
     "._invalid",
