@@ -461,7 +461,7 @@ def test_commits_still_buffered_are_written_when_the_process_exits(tmp_path: Pat
     script = (
         "import sys, time\n"
         "import flowgraph as fg\n"
-        "from flowgraph._store.records import Commit, Position\n"
+        "from flowgraph.stores import Commit, Position\n"
         "store = fg.SQLiteCheckpointer(sys.argv[1], quiet=60, max_wait=60)\n"
         "store.commit(Commit('r1', 'f', 1, 'running', '', 0, [Position('START', 'exit', 0)],\n"
         "    0, [{'role': 'user', 'content': 'hi'}], (0, 0, 0), {}, started=time.time()))\n"

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 import flowgraph as fg
 from flowgraph._base.messages import HistoryError, check_history
 from flowgraph._base.result import StepRecord
-from flowgraph._store.records import Commit, usage_of
+from flowgraph._store.records import usage_of
+from flowgraph.stores import Commit
 from flowgraph.testing import ChatRequest, Reply, ScriptedServer, ToolCall
 
 # -- the tools, tool steps and predicates graphs are built from ---------------------------
