@@ -66,11 +66,11 @@ DECLARING: list[tuple[Callable[[], object], type[Exception], str]] = [
     (lambda: agent(tools=[3]), ValueError, "a tool is a Python function"),
     (lambda: agent(model=3), ValueError, "agent 'a': model=3 is not a model"),
     (lambda: agent(request_timeout=0), ValueError, "request_timeout must be more than 0"),
-    (lambda: fg.Agent("a", 3), ValueError, "instructions must be text or a function"),  # type: ignore[arg-type]
+    (lambda: fg.Agent("a", 3), ValueError, "instructions of agent .a. must be text or a function"),  # type: ignore[arg-type]
     (lambda: fg.Agent("no spaces"), ValueError, "Agent name 'no spaces' is not allowed"),
     (lambda: fg.ToolStep("t", 3), ValueError, "tool step 't' must be callable"),  # type: ignore[arg-type]
     (lambda: fg.ToolStep("t", print, timeout=-1), ValueError, "'t': timeout must be more"),
-    (lambda: fg.Human("h", prompt=3), ValueError, "human node 'h': prompt must be text"),  # type: ignore[arg-type]
+    (lambda: fg.Human("h", prompt=3), ValueError, "prompt of human node .h. must be text"),  # type: ignore[arg-type]
     (lambda: fg.NestedChat("n", chats=3), ValueError, "chats= takes a list of fg.Chat"),  # type: ignore[arg-type]
     (lambda: fg.Retry(attempts=0), ValueError, "at least 1 attempt"),
     (lambda: fg.Retry(attempts=2.5), ValueError, r"Retry\(attempts=2.5\): a whole number"),  # type: ignore[arg-type]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from flowgraph._base.callables import MaybeAwaitable, check_arity
+from flowgraph._base.callables import MaybeAwaitable
 from flowgraph._base.context import AnyContext
-from flowgraph._base.errors import FlowValidationError
-from flowgraph._graph.nodes import Node
+from flowgraph._graph.nodes import Node, check_text
 from flowgraph._llm.models import Model
 
 Prompt = str | Callable[[AnyContext], MaybeAwaitable[str]]
@@ -37,11 +36,4 @@ class Human(Node):
 
     def __init__(self, name: str, prompt: Prompt = "Your reply?", *, model: Model | None = None):
         super().__init__(name, model=model)
-        if callable(prompt):
-            check_arity(prompt, 1, f"the prompt of human node {name!r}")
-        elif not isinstance(prompt, str):
-            raise FlowValidationError(
-                f"human node {name!r}: prompt must be text or a function of the run "
-                f"context, got {prompt!r}"
-            )
-        self.prompt = prompt
+        self.prompt = check_text(prompt, f"the prompt of human node {name!r}")

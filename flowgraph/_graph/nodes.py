@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from flowgraph._base.callables import MaybeAwaitable, check_arity
 from flowgraph._base.checks import check_count, check_optional, check_seconds
@@ -21,6 +21,7 @@ NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,51}$")
 RESERVED = frozenset({"START", "END"})
 
 Instructions = str | Callable[[AnyContext], str]
+T = TypeVar("T")
 
 
 class Node:
@@ -100,14 +101,7 @@ class Agent(Node):
         self.retry = retry
         self.request_timeout = check_seconds(request_timeout, f"agent {name!r}: request_timeout")
         self.max_turns = check_count(max_turns, f"agent {name!r}: max_turns")
-        if callable(instructions):
-            check_arity(instructions, 1, f"the instructions of agent {name!r}")
-        elif not isinstance(instructions, str):
-            raise FlowValidationError(
-                f"agent {name!r}: instructions must be text or a function of the run "
-                f"context, got {instructions!r}"
-            )
-        self.instructions = instructions
+        self.instructions = check_text(instructions, f"the instructions of agent {name!r}")
         self.tools = as_tools(tools, f"agent {name!r}")
         self.hooks.extend(after_completion)
 
@@ -160,6 +154,18 @@ class ToolStep(Node):
         check_optional(retry, Retry, f"tool step {name!r}: retry", "pass fg.Retry(on=(...))")
         self.retry = retry
         self.timeout = check_seconds(timeout, f"tool step {name!r}: timeout")
+
+
+def check_text(value: T, what: str) -> T:
+    """``value`` if it is text or a function of the run context; else a
+    ``FlowValidationError`` naming ``what``."""
+    if callable(value):
+        check_arity(value, 1, what)
+    elif not isinstance(value, str):
+        raise FlowValidationError(
+            f"{what} must be text or a function of the run context, got {value!r}"
+        )
+    return value
 
 
 def _check_name(name: object, what: str) -> None:
