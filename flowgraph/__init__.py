@@ -16,6 +16,8 @@ Example:
     >>> result = flow.run("I want a refund for order A-1")  # doctest: +SKIP
 """
 
+from typing import TYPE_CHECKING, Any
+
 from flowgraph._base.context import RunContext, Usage
 from flowgraph._base.errors import (
     ConfigurationError,
@@ -47,7 +49,9 @@ from flowgraph._llm.models import Completion, Model, OpenAIModel
 from flowgraph._store.memory import MemoryCheckpointer
 from flowgraph._store.protocol import Checkpointer
 from flowgraph._store.records import RunInfo
-from flowgraph._store.sqlite import SQLiteCheckpointer
+
+if TYPE_CHECKING:
+    from flowgraph._store.sqlite import SQLiteCheckpointer
 
 __version__ = "0.1.0"
 
@@ -102,7 +106,22 @@ __all__ = [
 # their module, which `typing.get_type_hints` (and so pydantic) reads their
 # annotations in.
 for _name in __all__:
-    _value = globals()[_name]
+    _value = globals().get(_name)  # SQLiteCheckpointer loads on first use
     if isinstance(_value, type) and issubclass(_value, BaseException):
         _value.__module__ = "flowgraph"
 del _name, _value
+
+
+def __getattr__(name: str) -> Any:
+    # The SQLite store loads on first use, with the sqlite3 driver: most programs keep
+    # no store, and it is a thirtieth of flowgraph's import.
+    if name == "SQLiteCheckpointer":
+        from flowgraph._store.sqlite import SQLiteCheckpointer
+
+        globals()[name] = SQLiteCheckpointer
+        return SQLiteCheckpointer
+    raise AttributeError(f"module 'flowgraph' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -28,11 +28,15 @@ MAX_MODULE_LINES = 600
 # above it says why): (module, imported module).
 DEFERRED = {
     ("_llm/models.py", "openai"),
+    ("_llm/local.py", "urllib.request"),  # probing the bundled llama server
     ("_draw/dot.py", "graphviz"),
     ("_draw/render.py", "graphviz"),
     ("_draw/live.py", "IPython"),
     ("_draw/live.py", "IPython.display"),
     ("testing/_http.py", "resource"),
+    # The SQLite store, with the sqlite3 driver: most programs keep no store.
+    ("__init__.py", "flowgraph._store.sqlite"),
+    ("_store/open.py", "flowgraph._store.sqlite"),
     # The facade's drawing: most programs never draw, and it is a twentieth of the import.
     ("_flow.py", "flowgraph._draw"),
     ("_flow.py", "flowgraph._draw.live"),

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +98,10 @@ class LocalServer:
         return self.url
 
     def _wait_ready(self, url: str) -> None:
+        # Deferred: only the bundled llama server is probed with it, and it (with
+        # http.client) is a sixtieth of flowgraph's import.
+        import urllib.request
+
         deadline = time.monotonic() + START_TIMEOUT
         assert self._process is not None
         while time.monotonic() < deadline:

@@ -8,7 +8,6 @@ import os
 from flowgraph._base.errors import UsageError
 from flowgraph._store.memory import MemoryCheckpointer
 from flowgraph._store.protocol import Checkpointer
-from flowgraph._store.sqlite import SQLiteCheckpointer
 
 Store = str | os.PathLike[str] | Checkpointer
 
@@ -25,6 +24,9 @@ def open_store(store: Store | None) -> Checkpointer | None:
         path = os.path.realpath(os.fspath(store))
         found = _sqlite_stores.get(path)
         if found is None:
+            # Deferred with the sqlite3 driver: most runs are given no store.
+            from flowgraph._store.sqlite import SQLiteCheckpointer
+
             found = _sqlite_stores[path] = SQLiteCheckpointer(path)
         return found
     raise UsageError(
