@@ -17,7 +17,7 @@ from flowgraph._base.errors import UsageError
 from flowgraph._base.result import Waiting
 from flowgraph._engine.encode import dump_context, jsonable
 from flowgraph._engine.state import RunState
-from flowgraph._store.protocol import Checkpointer, StepStore
+from flowgraph._store.protocol import Checkpointer, FailsRuns, StepStore
 from flowgraph._store.records import (
     Commit,
     Position,
@@ -213,6 +213,14 @@ class Journal:
         self._stored = (self.last, step.messages_from + len(step.messages))
         self.chats += len(commit.chats)
         self.notes += len(commit.notes)
+
+    async def flush(self) -> None:
+        """Wait until the store has written the run's commits; raise if it could not."""
+        await self.store.flush()
+        if isinstance(self.store, FailsRuns):
+            failure = self.store.take_failure(self.run_id)
+            if failure is not None:
+                raise failure
 
     def hand_over(self) -> None:
         """Hand the steps held to the store, in one batch. From the event loop's thread

@@ -116,7 +116,7 @@ class Run(RunState):
             root.replies.clear()  # a step boundary: the replies were used
         journal.commit(root, root.positions(), "running")
         if durable:
-            await journal.store.flush()
+            await journal.flush()
 
     def call_key(self, call: str) -> str:
         """A key naming one call at this point of the run, stable when it is resumed:
@@ -164,7 +164,7 @@ class Run(RunState):
                 journal.mark(self, status, reason)
             else:
                 journal.commit(self, self.positions(), status, reason, waiting)
-            await journal.store.flush()
+            await journal.flush()
         return result
 
     def model_of(self, node: Node | None) -> Model:

@@ -70,6 +70,17 @@ class StepStore(Checkpointer, Protocol):
         ...
 
 
+@runtime_checkable
+class FailsRuns(Protocol):
+    """A store that can fail to write one run's commits and still write the others'
+    (SQLite, when a value in them cannot be stored): the run learns it at its next
+    commit or flush."""
+
+    def take_failure(self, run_id: str) -> Exception | None:
+        """Why the run's commits could not be written, if they could not; told once."""
+        ...
+
+
 class CommitEach:
     """A ``Checkpointer`` made a ``StepStore``: each step it is handed becomes a
     ``Commit``, at once."""

@@ -45,8 +45,9 @@ from typing import Any
 import orjson
 from pydantic_core import to_jsonable_python
 
+from flowgraph._base.checks import check_seconds
 from flowgraph._base.context import Usage
-from flowgraph._base.errors import ConfigurationError, StoreError
+from flowgraph._base.errors import ConfigurationError, StoreError, UsageError
 from flowgraph._store.protocol import HeldSteps
 from flowgraph._store.records import (
     Commit,
@@ -57,7 +58,7 @@ from flowgraph._store.records import (
     upto,
 )
 from flowgraph._store.sqlite_format import (
-    BUSY_TIMEOUT_MS,
+    BUSY_TIMEOUT,
     UNWRITTEN,
     RunFields,
     Segment,
@@ -65,6 +66,7 @@ from flowgraph._store.sqlite_format import (
     create_tables,
     decode_segments,
     dump_one_by_one,
+    is_transient,
     use_wal,
     where_at,
     write_segments,
@@ -74,6 +76,8 @@ EXIT_FLUSH_SECONDS = 10.0
 QUIET = 0.005
 MAX_WAIT = 0.1
 BACKOFF = 4  # each look at busy runs waits this many times longer than the last
+RETRY_FIRST, RETRY_MOST = 0.05, 1.0  # waits before writing again after a transient error
+GIVE_UP = 30.0  # a flush waits this long for a transient error to clear; the commits stay
 
 
 _WAKE = None  # the buffer got its first commit: the writer starts keeping the time
@@ -94,6 +98,10 @@ class SQLiteCheckpointer:
         max_wait: or once the oldest unwritten commit has waited this long. Pauses,
             ends, failures and an agent's calls of tools that take the run context
             are written before the run goes on.
+        busy_timeout: seconds a write waits for another process's lock before it
+            fails; it is then tried again, as after a full disk, until it succeeds.
+            A commit no try can write (a value SQLite cannot take) fails its run
+            only: the other runs' commits are written.
 
     Example:
         >>> store = SQLiteCheckpointer("runs.db")  # doctest: +SKIP
@@ -101,13 +109,22 @@ class SQLiteCheckpointer:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, quiet: float = QUIET, max_wait: float = MAX_WAIT
+        self,
+        path: str | os.PathLike[str],
+        *,
+        quiet: float = QUIET,
+        max_wait: float = MAX_WAIT,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         self.path = os.fspath(path)
         self.quiet, self.max_wait = quiet, max_wait
+        timeout = check_seconds(busy_timeout, "busy_timeout", error=UsageError)
+        if timeout is None:
+            raise UsageError("busy_timeout must be a number of seconds, not None")
+        self.busy_timeout: float = timeout
         try:
             with closing(self._connect()) as db:
-                use_wal(db)
+                use_wal(db, self.busy_timeout)
                 create_tables(db, self.path)
         except sqlite3.Error as exc:
             raise ConfigurationError(
@@ -122,7 +139,11 @@ class SQLiteCheckpointer:
         self._first = self._last = 0.0  # when the oldest and the newest buffered commit came
         self._lock = threading.Lock()
         self._outputs: dict[str, Any] = {}  # run id -> the output last written
-        self._failure: BaseException | None = None
+        # Run id -> why its commits could not be written: told once, to the run.
+        self._failures: dict[str, StoreError] = {}
+        self._stuck: Exception | None = None  # a transient error the writer waits out
+        self._retry_at: float | None = None  # when it writes again
+        self._retry_wait = 0.0
         self._thread = threading.Thread(
             target=self._write_loop, name=f"flowgraph-sqlite:{self.path}", daemon=True
         )
@@ -157,8 +178,9 @@ class SQLiteCheckpointer:
         there was slower: the steps' containers, kept until then, made the garbage
         collector walk more, and the writer's Python work fought the runs for the GIL.
         """
-        if self._failure is not None:
-            raise self._failure
+        failure = self.take_failure(run_id)
+        if failure is not None:
+            raise failure
         entries = self._entries(run_id, steps)
         try:
             encoded, failure = orjson.dumps(entries, default=to_jsonable_python)[1:-1], None
@@ -258,9 +280,16 @@ class SQLiteCheckpointer:
         self._queue.put(marker)
         await asyncio.wrap_future(marker.done)
 
+    def take_failure(self, run_id: str) -> StoreError | None:
+        """Why the run's commits could not be written, if they could not; told once."""
+        failure = self._failures.pop(run_id, None)
+        if failure is not None:
+            self._outputs.pop(run_id, None)  # the output last written is not known
+        return failure
+
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
@@ -268,6 +297,8 @@ class SQLiteCheckpointer:
         db = self._connect()
         due: float | None = None  # when to look at the buffer next; None: it is empty
         wait = self.quiet  # how long to wait after a look that found the runs busy
+        flushes: list[_Flush] = []  # waiting for what came before them to be written
+        stuck_since = 0.0
         while True:
             timeout = None if due is None else max(0.0, due - time.monotonic())
             items: list[_Flush | None] = []
@@ -275,19 +306,88 @@ class SQLiteCheckpointer:
                 items.append(self._queue.get(timeout=timeout))
                 while True:
                     items.append(self._queue.get_nowait())
-            flushes = [item for item in items if item is not None]
-            segments, due = self._take(bool(flushes), wait)
-            wait = self.quiet if due is None else wait * BACKOFF
-            if segments and self._failure is None:
-                try:
-                    write_segments(db, segments)
-                except Exception as exc:
-                    self._fail(exc)
+            flushes += [item for item in items if item is not None]
+            retry = self._retry_at is not None and time.monotonic() >= self._retry_at
+            if self._stuck is not None and not retry:  # wait for the next try
+                due = self._retry_at
+            else:
+                segments, due = self._take(bool(flushes) or retry, wait)
+                wait = self.quiet if due is None else wait * BACKOFF
+                if segments:
+                    stuck_since = stuck_since if self._stuck else time.monotonic()
+                    due = self._write(db, segments) or due
+            flushes = self._answer(flushes, stuck_since)
+
+    def _write(self, db: sqlite3.Connection, segments: list[Segment]) -> float | None:
+        """Write the segments; on a transient error keep them for another try, and
+        return when (None: all written, or failed for good)."""
+        self._stuck = None
+        left = self._write_runs(db, segments)
+        if not left:
+            self._retry_at = None
+            return None
+        with self._lock:  # before what came since: a run's commits stay in order
+            self._closed[:0] = left
+        waited = 0.0 if self._retry_at is None else self._retry_wait
+        self._retry_wait = min(RETRY_MOST, max(RETRY_FIRST, waited * 2))
+        self._retry_at = time.monotonic() + self._retry_wait
+        return self._retry_at
+
+    def _write_runs(self, db: sqlite3.Connection, segments: list[Segment]) -> list[Segment]:
+        """Write the segments in one transaction; if a value in them cannot be written,
+        each run's in its own, so that the run it belongs to fails alone. Returns the
+        segments a transient error kept from being written."""
+        try:
+            write_segments(db, segments)
+            return []
+        except Exception as exc:
+            if is_transient(exc):
+                self._stuck = exc
+                return segments
+            runs = _by_run(segments)
+            if len(runs) == 1:
+                self._fail_run(next(iter(runs)), exc)
+                return []
+        left: list[Segment] = []
+        for run_id, own in runs.items():
+            try:
+                write_segments(db, own)
+            except Exception as exc:
+                if not is_transient(exc):
+                    self._fail_run(run_id, exc)
+                    continue
+                self._stuck = exc
+                left += own
+        return left
+
+    def _fail_run(self, run_id: str, exc: Exception) -> None:
+        failure = StoreError(
+            f"the commits of run {run_id!r} cannot be stored in {self.path!r}: "
+            f"{type(exc).__name__}: {exc}. Its earlier commits are kept; other runs "
+            "are not affected"
+        )
+        failure.__cause__ = exc
+        self._failures[run_id] = failure
+
+    def _answer(self, flushes: list[_Flush], stuck_since: float) -> list[_Flush]:
+        """Answer the flushes once what came before them is written; while a transient
+        error lasts they wait, up to ``GIVE_UP`` seconds. Returns those still waiting."""
+        stuck = self._stuck
+        if stuck is None:
             for marker in flushes:
-                if self._failure is not None:
-                    marker.done.set_exception(self._failure)
-                else:
-                    marker.done.set_result(None)
+                marker.done.set_result(None)
+            return []
+        if time.monotonic() - stuck_since < GIVE_UP:
+            return flushes
+        failure = StoreError(
+            f"could not write to the run store {self.path!r} for {GIVE_UP:.0f} s: "
+            f"{type(stuck).__name__}: {stuck}. The commits are kept, and written once "
+            "it clears (while this process lives)"
+        )
+        failure.__cause__ = stuck
+        for marker in flushes:
+            marker.done.set_exception(failure)
+        return []
 
     def _take(self, everything: bool, wait: float) -> tuple[list[Segment], float | None]:
         """The buffered commits, and the steps the announced journals hold, if
@@ -313,13 +413,6 @@ class SQLiteCheckpointer:
             segments = [*self._closed, *self._open.values()]
             self._open, self._closed = {}, []
             return segments, None
-
-    def _fail(self, exc: Exception) -> None:
-        failure = StoreError(
-            f"could not write to the run store {self.path!r}: {type(exc).__name__}: {exc}"
-        )
-        failure.__cause__ = exc
-        self._failure = failure
 
     def _flush_at_exit(self) -> None:
         marker = _Flush()
@@ -391,3 +484,12 @@ class SQLiteCheckpointer:
                     )
                 )
         return infos
+
+
+def _by_run(segments: list[Segment]) -> dict[str, list[Segment]]:
+    """The segments of each run, in order."""
+    runs: dict[str, list[Segment]] = {}
+    for segment in segments:
+        assert segment.run is not None
+        runs.setdefault(segment.run.run_id, []).append(segment)
+    return runs

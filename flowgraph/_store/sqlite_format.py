@@ -8,6 +8,7 @@ added, and the path they added). Nothing is rewritten as the conversation grows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import sqlite3
@@ -30,7 +31,7 @@ from flowgraph._store.records import (
     usage_of,
 )
 
-BUSY_TIMEOUT_MS = 60_000
+BUSY_TIMEOUT = 60.0  # seconds a write waits for a lock before it fails (and is retried)
 SCHEMA_VERSION = 5  # 5: an entry always holds the run's usage
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
@@ -60,10 +61,10 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
-def use_wal(db: sqlite3.Connection) -> None:
+def use_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
     """Put the file in WAL mode. SQLite does not wait for a busy file here (another
     process creating the tables holds it): try again until the busy timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_timeout
     while True:
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -263,8 +264,25 @@ def write_segments(db: sqlite3.Connection, segments: list[Segment]) -> None:
         _insert(db, "INSERT INTO runs", RUN_COLUMNS, runs, ON_RUN_CONFLICT)
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # SQLite may have ended the transaction itself (a full disk does): rolling
+        # back again would raise, and hide the cause.
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A write error that may clear by itself: the file locked past the busy timeout,
+    the disk full, an I/O error. Others (a value SQLite cannot take) come back on
+    every try."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    name = getattr(exc, "sqlite_errorname", "")  # Python 3.11 and later
+    if name:
+        return name.split("_")[1] in {"BUSY", "LOCKED", "FULL", "IOERR", "CANTOPEN"}
+    text = str(exc)
+    return any(word in text for word in ("locked", "busy", "full", "disk I/O", "unable to open"))
 
 
 def _insert(

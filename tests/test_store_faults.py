@@ -1,0 +1,136 @@
+"""Issue 16, the store: one bad write fails only the run it belongs to, and the writer
+recovers from transient errors (a lock held past the busy timeout) once they clear,
+losing no commit of any run. Real SQLite files, real locks, a real scripted server."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import flowgraph as fg
+from flowgraph.testing import Reply
+from tests.conftest import Serve
+
+
+def counting(name: str = "counting", steps: int = 20, pause: float = 0.005) -> fg.Flow:
+    """A flow of ``steps`` tool steps, each a few milliseconds long."""
+
+    def count(ctx: fg.RunContext) -> int:
+        time.sleep(pause)
+        ctx.context["n"] += 1
+        return int(ctx.context["n"])
+
+    flow = fg.Flow(name, max_steps=steps + 5)
+    flow.edge(fg.START, fg.ToolStep("count", count))
+    flow.edge("count", fg.END, when=lambda ctx: ctx.context["n"] >= steps)
+    flow.edge("count", "count")
+    return flow
+
+
+def one_agent(model: fg.OpenAIModel) -> fg.Flow:
+    flow = fg.Flow("greeting", model=model)
+    agent = fg.Agent("greeter", "Greet.")
+    flow.edge(fg.START, agent)
+    flow.edge(agent, fg.END)
+    return flow
+
+
+async def _bad_beside_good(
+    bad: fg.Flow, store: fg.SQLiteCheckpointer, context: dict[str, int] | None = None
+) -> fg.RunResult:
+    good = asyncio.create_task(
+        counting().arun("go", context={"n": 0}, store=store, run_id="innocent")
+    )
+    await asyncio.sleep(0.03)  # the innocent run's commits are in the buffer
+    with pytest.raises(fg.RunError, match="cannot be stored") as caught:
+        await bad.arun("Hi", store=store, run_id="offending", context=context)
+    assert isinstance(caught.value.__cause__, fg.StoreError)
+    assert "run 'offending'" in str(caught.value.__cause__)
+    return await good
+
+
+def test_a_usage_too_big_to_store_fails_its_run_only(serve: Serve, tmp_path: Path) -> None:
+    _, model = serve([Reply("Hello", usage=(2**64, 1))])
+    store = fg.SQLiteCheckpointer(tmp_path / "runs.db")
+
+    innocent = asyncio.run(_bad_beside_good(one_agent(model), store))
+
+    assert innocent.status == "completed"
+    later = counting().run("go", context={"n": 0}, store=store)  # the store still writes
+    fresh = fg.SQLiteCheckpointer(tmp_path / "runs.db")  # as another process reads it
+    stored = {info.run_id: info.status for info in counting().runs(fresh)}
+    assert stored["innocent"] == "completed" and stored[later.run_id] == "completed"
+    assert asyncio.run(fresh.load("innocent")).context == '{"n":20}'  # type: ignore[union-attr]
+
+
+def test_a_lone_surrogate_in_a_flow_name_fails_its_run_only(tmp_path: Path) -> None:
+    store = fg.SQLiteCheckpointer(tmp_path / "runs.db")
+    bad = counting(name="caf\udce9", steps=3)
+
+    innocent = asyncio.run(_bad_beside_good(bad, store, {"n": 0}))
+
+    assert innocent.status == "completed"
+    fresh = fg.SQLiteCheckpointer(tmp_path / "runs.db")
+    assert [info.status for info in counting().runs(fresh)] == ["completed"]
+
+
+def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = fg.SQLiteCheckpointer(path, busy_timeout=0.2)
+    held = threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        held.set()
+        time.sleep(1.0)  # five busy timeouts
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait()
+    results = [counting().run("go", context={"n": 0}, store=store) for _ in range(2)]
+    holder.join()
+
+    assert [result.status for result in results] == ["completed", "completed"]
+    fresh = fg.SQLiteCheckpointer(path)
+    for result in results:
+        stored = asyncio.run(fresh.load(result.run_id))
+        assert stored is not None and stored.status == "completed"
+        assert stored.path == result.path and stored.messages == result.messages
+
+
+def test_the_busy_timeout_is_checked() -> None:
+    with pytest.raises(fg.UsageError, match="busy_timeout"):
+        fg.SQLiteCheckpointer("runs.db", busy_timeout=-1)
+
+
+def test_a_write_the_database_rolled_back_names_its_cause_and_the_store_goes_on(
+    tmp_path: Path,
+) -> None:
+    """SQLite ends the transaction itself on some errors (a full disk; here a trigger
+    that says so): rolling back again must not replace the cause with "cannot rollback -
+    no transaction is active", and once the cause is gone the store writes again."""
+    path = tmp_path / "runs.db"
+    store = fg.SQLiteCheckpointer(path)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON commits "
+            "BEGIN SELECT RAISE(ROLLBACK, 'database or disk is full'); END"
+        )
+    with pytest.raises(fg.RunError) as caught:
+        counting(steps=3).run("go", context={"n": 0}, store=store)
+    assert "database or disk is full" in str(caught.value.__cause__)
+    assert "no transaction is active" not in str(caught.value.__cause__)
+
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER full")
+    after = counting(steps=3).run("go", context={"n": 0}, store=store)
+    assert [info.status for info in counting().runs(store)][0] == "completed"
+    assert asyncio.run(store.load(after.run_id)).path == after.path  # type: ignore[union-attr]
