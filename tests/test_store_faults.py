@@ -134,3 +134,21 @@ def test_a_write_the_database_rolled_back_names_its_cause_and_the_store_goes_on(
     after = counting(steps=3).run("go", context={"n": 0}, store=store)
     assert [info.status for info in counting().runs(store)][0] == "completed"
     assert asyncio.run(store.load(after.run_id)).path == after.path  # type: ignore[union-attr]
+
+
+def test_a_database_that_is_not_a_run_store_is_refused_and_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("PRAGMA user_version = 7")
+    before = path.read_bytes()
+
+    with pytest.raises(fg.ConfigurationError, match=r"not a flowgraph run store \(it holds"):
+        counting(steps=1).run("go", context={"n": 0}, store=path)
+
+    assert path.read_bytes() == before
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

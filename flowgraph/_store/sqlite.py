@@ -67,6 +67,7 @@ from flowgraph._store.sqlite_format import (
     decode_segments,
     dump_one_by_one,
     is_transient,
+    refuse_foreign,
     use_wal,
     where_at,
     write_segments,
@@ -124,6 +125,7 @@ class SQLiteCheckpointer:
         self.busy_timeout: float = timeout
         try:
             with closing(self._connect()) as db:
+                refuse_foreign(db, self.path)  # before WAL mode changes the file
                 use_wal(db, self.busy_timeout)
                 create_tables(db, self.path)
         except sqlite3.Error as exc:

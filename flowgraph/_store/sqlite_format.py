@@ -75,14 +75,26 @@ def use_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
             time.sleep(0.01)
 
 
+def refuse_foreign(db: sqlite3.Connection, path: str) -> bool:
+    """Whether the file holds flowgraph's tables; raise if it holds someone else's (a
+    database that is not empty and not a run store is never changed)."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    if not tables or "commits" in tables:
+        return bool(tables)
+    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    raise ConfigurationError(
+        f"{path!r} is a SQLite database that is not a flowgraph run store (it holds "
+        f"{shown}); it was left as it is: give the path of a new file, or of a run store"
+    )
+
+
 def create_tables(db: sqlite3.Connection, path: str) -> None:
     """Create the tables, or check that the file's are the ones this version writes;
     in one transaction, as other processes may be opening the file too."""
     db.execute("BEGIN IMMEDIATE")
     try:
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        found = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'commits'")
-        if found.fetchone()[0] == 0:
+        if not refuse_foreign(db, path):
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
