@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 import flowgraph as fg
 from flowgraph._store.records import usage_of
+from flowgraph._store.sqlite_format import SCHEMA
 from flowgraph.testing import ChatRequest, error, tool_call
 
 from .conftest import Serve
@@ -362,7 +363,8 @@ def test_a_new_store_opens_while_another_process_holds_the_file(tmp_path: Path) 
     path = tmp_path / "runs.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
-    holder.execute("CREATE TABLE other (a)")
+    for statement in SCHEMA.split(";"):  # a file not a run store's is refused (issue 16)
+        holder.execute(statement)
     release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
     release.start()
     try:

@@ -33,9 +33,11 @@ def counting(name: str = "counting", steps: int = 20, pause: float = 0.005) -> f
 
 
 def one_agent(model: fg.OpenAIModel) -> fg.Flow:
+    """A tool step longer than max_wait (its commit is written meanwhile), then an agent."""
     flow = fg.Flow("greeting", model=model)
     agent = fg.Agent("greeter", "Greet.")
-    flow.edge(fg.START, agent)
+    flow.edge(fg.START, fg.ToolStep("look_up", lambda: time.sleep(0.15)))
+    flow.edge("look_up", agent)
     flow.edge(agent, fg.END)
     return flow
 
@@ -63,8 +65,14 @@ def test_a_usage_too_big_to_store_fails_its_run_only(serve: Serve, tmp_path: Pat
     assert innocent.status == "completed"
     later = counting().run("go", context={"n": 0}, store=store)  # the store still writes
     fresh = fg.SQLiteCheckpointer(tmp_path / "runs.db")  # as another process reads it
-    stored = {info.run_id: info.status for info in counting().runs(fresh)}
+    stored = {info.run_id: info.status for info in asyncio.run(fresh.list_runs())}
     assert stored["innocent"] == "completed" and stored[later.run_id] == "completed"
+    # The offending run is failed in the file, at the last commit it could store.
+    assert stored["offending"] == "failed"
+    offending = asyncio.run(fresh.load("offending"))
+    assert offending is not None and "64-bit" in offending.reason
+    assert offending.path == ["look_up"]
+    assert offending.messages == [{"role": "user", "content": "Hi"}]
     assert asyncio.run(fresh.load("innocent")).context == '{"n":20}'  # type: ignore[union-attr]
 
 
@@ -132,7 +140,8 @@ def test_a_write_the_database_rolled_back_names_its_cause_and_the_store_goes_on(
     with sqlite3.connect(path) as db:
         db.execute("DROP TRIGGER full")
     after = counting(steps=3).run("go", context={"n": 0}, store=store)
-    assert [info.status for info in counting().runs(store)][0] == "completed"
+    newest = counting().runs(store)[0]  # newest first
+    assert newest.run_id == after.run_id and newest.status == "completed"
     assert asyncio.run(store.load(after.run_id)).path == after.path  # type: ignore[union-attr]
 
 
@@ -152,3 +161,56 @@ def test_a_database_that_is_not_a_run_store_is_refused_and_left_as_it_was(
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 7
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def _stored_run(path: Path) -> tuple[fg.Flow, str]:
+    """A paused run of 12 steps written in many segments (a write after each step)."""
+    flow = counting(steps=12, pause=0.01)
+    store = fg.SQLiteCheckpointer(path, quiet=0.001, max_wait=0.002)
+    ask = fg.Human("ask", prompt="Go on?")
+    flow.edge("count", ask, when=lambda ctx: ctx.context["n"] == 12)
+    flow._edges.insert(0, flow._edges.pop())  # asked before the END edge
+    paused = flow.run("go", context={"n": 0}, store=store)
+    assert paused.status == "waiting"
+    return flow, paused.run_id
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (
+            "UPDATE commits SET data = 'not json' WHERE seq = (SELECT max(seq) FROM commits)",
+            "cannot be read",
+        ),
+        (
+            "UPDATE commits SET data = '[[1, 2]]' WHERE seq = (SELECT max(seq) FROM commits)",
+            "cannot be read",
+        ),
+        (
+            "DELETE FROM commits WHERE seq = (SELECT min(seq) FROM commits WHERE first > 1)",
+            "are missing",
+        ),
+    ],
+)
+def test_a_damaged_run_is_a_store_error_naming_the_run(
+    tmp_path: Path, damage: str, said: str
+) -> None:
+    path = tmp_path / "runs.db"
+    flow, run_id = _stored_run(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM commits").fetchone()[0] >= 3
+        db.execute(damage)
+
+    store = fg.SQLiteCheckpointer(path)
+    with pytest.raises(fg.StoreError, match=f"run '{run_id}'.*{said}"):
+        flow.resume(run_id, store=store, reply="yes")
+
+
+def test_a_damaged_listing_is_a_store_error_naming_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    _, run_id = _stored_run(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE runs SET usage = 'garbage'")
+
+    with pytest.raises(fg.StoreError, match=f"run '{run_id}'.*cannot be read"):
+        counting().runs(fg.SQLiteCheckpointer(path))

@@ -72,7 +72,7 @@ class Journal:
     ) -> None:
         self.store = store
         self.run_id, self.flow = run_id, flow
-        self.seq = seq
+        self.seq = self._began = seq
         self.messages, self.path, self.trace, self.chats, self.notes = counts
         self.context = context
         self.parent = parent
@@ -292,6 +292,8 @@ class Journal:
             with self._taking:
                 self.held.clear()  # steps after the one that failed: they would leave a gap
             self.last, self.messages = self._stored
+            # The mark follows the last commit stored: a store checks for gaps.
+            self.seq = self.last.step.seq if self.last is not None else self._began
         if self.last is None:
             self.commit(run, run.positions(), status, reason)
             return

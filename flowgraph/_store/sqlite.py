@@ -143,6 +143,9 @@ class SQLiteCheckpointer:
         self._outputs: dict[str, Any] = {}  # run id -> the output last written
         # Run id -> why its commits could not be written: told once, to the run.
         self._failures: dict[str, StoreError] = {}
+        # Run id -> the commit its next stored one must be: those after the ones that
+        # failed are dropped (they would follow a gap), until a resume starts there.
+        self._broken: dict[str, int] = {}
         self._stuck: Exception | None = None  # a transient error the writer waits out
         self._retry_at: float | None = None  # when it writes again
         self._retry_wait = 0.0
@@ -183,6 +186,11 @@ class SQLiteCheckpointer:
         failure = self.take_failure(run_id)
         if failure is not None:
             raise failure
+        follows = self._broken.get(run_id)
+        if follows is not None:
+            if steps[0].seq != follows:
+                return  # the run failed in the file already: see _fail_run
+            del self._broken[run_id]
         entries = self._entries(run_id, steps)
         try:
             encoded, failure = orjson.dumps(entries, default=to_jsonable_python)[1:-1], None
@@ -348,28 +356,38 @@ class SQLiteCheckpointer:
                 return segments
             runs = _by_run(segments)
             if len(runs) == 1:
-                self._fail_run(next(iter(runs)), exc)
+                self._fail_run(db, segments, exc)
                 return []
         left: list[Segment] = []
-        for run_id, own in runs.items():
+        for own in runs.values():
             try:
                 write_segments(db, own)
             except Exception as exc:
                 if not is_transient(exc):
-                    self._fail_run(run_id, exc)
+                    self._fail_run(db, own, exc)
                     continue
                 self._stuck = exc
                 left += own
         return left
 
-    def _fail_run(self, run_id: str, exc: Exception) -> None:
+    def _fail_run(self, db: sqlite3.Connection, own: list[Segment], exc: Exception) -> None:
+        """A run's segments cannot be written: the run fails, in the file too, at the
+        last commit stored; its later commits are dropped."""
+        assert own[0].run is not None
+        run_id = own[0].run.run_id
+        cause = f"{type(exc).__name__}: {exc}"
         failure = StoreError(
-            f"the commits of run {run_id!r} cannot be stored in {self.path!r}: "
-            f"{type(exc).__name__}: {exc}. Its earlier commits are kept; other runs "
-            "are not affected"
+            f"the commits of run {run_id!r} cannot be stored in {self.path!r}: {cause}. "
+            "Its earlier commits are kept; other runs are not affected"
         )
         failure.__cause__ = exc
         self._failures[run_id] = failure
+        self._broken[run_id] = own[0].first
+        with contextlib.suppress(Exception):  # a run id SQLite cannot take, say
+            db.execute(
+                "UPDATE runs SET status = 'failed', reason = ? WHERE run_id = ?",
+                (f"its commits from {own[0].first} on cannot be stored: {cause}", run_id),
+            )
 
     def _answer(self, flushes: list[_Flush], stuck_since: float) -> list[_Flush]:
         """Answer the flushes once what came before them is written; while a transient
@@ -444,7 +462,8 @@ class SQLiteCheckpointer:
         with self._reading() as db:
             db.execute("BEGIN")  # one snapshot for both queries
             run = db.execute(
-                "SELECT run_id, flow, parent, created FROM runs WHERE run_id = ?", (run_id,)
+                "SELECT run_id, flow, parent, created, status, reason FROM runs WHERE run_id = ?",
+                (run_id,),
             ).fetchone()
             rows = db.execute(
                 "SELECT seq, first, path, data, created FROM commits WHERE run_id = ? ORDER BY seq",
@@ -453,8 +472,22 @@ class SQLiteCheckpointer:
             db.execute("COMMIT")
         if run is None:
             return None
-        commits = upto(decode_segments(run, rows), step)
-        return fold(commits) if commits else None
+        try:
+            commits = upto(decode_segments(run[:4], rows), step)
+            snapshot = fold(commits) if commits else None
+        except (ValueError, TypeError, KeyError, IndexError) as exc:  # pydantic's too
+            raise self._damaged(run_id, exc) from exc
+        if snapshot is not None and step is None and run[4] == "failed":
+            # Failed by the writer (see _fail_run): its last commit says running.
+            snapshot.status, snapshot.reason = "failed", run[5]
+        return snapshot
+
+    def _damaged(self, run_id: str, exc: Exception) -> StoreError:
+        return StoreError(
+            f"run {run_id!r} in the run store {self.path!r} cannot be read: "
+            f"{type(exc).__name__}: {str(exc)[:300]}. The other runs in the file can "
+            "still be read and resumed"
+        )
 
     def _list(self, flow: str | None, limit: int) -> list[RunInfo]:
         query = "SELECT run_id, flow, status, step, node, reason, usage, parent, created, updated"
@@ -463,29 +496,34 @@ class SQLiteCheckpointer:
         with self._reading() as db:
             rows = db.execute(query, (*([flow] if flow is not None else []), limit)).fetchall()
             infos = []
-            for run_id, name, status, step, node, reason, usage, parent, created, updated in rows:
-                path: list[str] = []
-                for (entered,) in db.execute(
-                    "SELECT path FROM commits WHERE run_id = ? AND path IS NOT NULL ORDER BY seq",
-                    (run_id,),
-                ):
-                    path.extend(json.loads(entered))
-                infos.append(
-                    RunInfo(
-                        run_id=run_id,
-                        flow=name,
-                        status=status,
-                        step=step,
-                        node=node,
-                        path=path,
-                        usage=Usage.model_validate_json(usage),
-                        reason=reason,
-                        created=created,
-                        updated=updated,
-                        parent=parent,
-                    )
-                )
+            for row in rows:
+                try:
+                    infos.append(self._info(db, *row))
+                except (ValueError, TypeError) as exc:  # pydantic's too
+                    raise self._damaged(row[0], exc) from exc
         return infos
+
+    def _info(self, db: sqlite3.Connection, run_id: str, *fields: Any) -> RunInfo:
+        name, status, step, node, reason, usage, parent, created, updated = fields
+        path: list[str] = []
+        for (entered,) in db.execute(
+            "SELECT path FROM commits WHERE run_id = ? AND path IS NOT NULL ORDER BY seq",
+            (run_id,),
+        ):
+            path.extend(json.loads(entered))
+        return RunInfo(
+            run_id=run_id,
+            flow=name,
+            status=status,
+            step=step,
+            node=node,
+            path=path,
+            usage=Usage.model_validate_json(usage),
+            reason=reason,
+            created=created,
+            updated=updated,
+            parent=parent,
+        )
 
 
 def _by_run(segments: list[Segment]) -> dict[str, list[Segment]]:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic_core import to_json, to_jsonable_python
 
-from flowgraph._base.errors import ConfigurationError, StoreError
+from flowgraph._base.errors import ConfigurationError
 from flowgraph._base.result import StepRecord, Waiting
 from flowgraph._store.records import (
     Commit,
@@ -321,11 +321,13 @@ def decode_segments(
     commits: list[Commit] = []
     output = None
     for seq, first, path_text, text, created in rows:
+        if first != len(commits) + 1:
+            raise ValueError(f"its commits {len(commits) + 1} to {first - 1} are missing")
         entries, path = json.loads(text), json.loads(path_text) if path_text else []
         if first + len(entries) - 1 != seq:
-            raise StoreError(
-                f"the run store's segment of run {run[0]} ending at commit {seq} holds "
-                f"{len(entries)} commits, not {seq - first + 1}: the file is damaged"
+            raise ValueError(
+                f"its segment ending at commit {seq} holds {len(entries)} commits, "
+                f"not {seq - first + 1}: the file is damaged"
             )
         entered = 0  # path entries taken by the commits so far
         for index, values in enumerate(entries):
