@@ -21,6 +21,7 @@ from flowgraph._graph.hooks import Hooks
 from flowgraph._graph.nodes import Node
 from flowgraph._graph.spec import FlowSpec
 from flowgraph._llm.models import Model
+from flowgraph._store.lease import leased
 from flowgraph._store.open import DEFAULT_STORE, Store, open_store
 from flowgraph._store.protocol import as_step_store
 from flowgraph._store.records import Commit, RunInfo
@@ -126,14 +127,16 @@ class Flow(FlowSpec):
             max_steps or self.max_steps,
         )
         checkpointer = open_store(store)
-        if checkpointer is not None:
-            if run_id is not None and await checkpointer.load(run_id) is not None:
-                raise UsageError(
-                    f"run {run_id!r} is already in {_where(store)}: resume it with "
-                    "flow.resume(run_id, ...), or start a new run with another run_id"
-                )
-            run.journal = Journal(as_step_store(checkpointer), run.run_id, run.plan.flow.name)
-        return await self._drive(run, hooks, live, deadline)
+        async with leased(checkpointer, run.run_id, fresh=run_id is None):  # one driver
+            if checkpointer is not None:
+                if run_id is not None and await checkpointer.load(run_id) is not None:
+                    raise UsageError(
+                        f"run {run_id!r} is already in {_where(store)}: resume it with "
+                        "flow.resume(run_id, ...), or start a new run with another run_id"
+                    )
+                store_of_run = as_step_store(checkpointer)
+                run.journal = Journal(store_of_run, run.run_id, run.plan.flow.name)
+            return await self._drive(run, hooks, live, deadline)
 
     async def aresume(
         self,
@@ -150,18 +153,19 @@ class Flow(FlowSpec):
         or a pause (then with the human's ``reply``). Arguments as for ``resume``."""
         _check_call(max_steps, hooks, live, deadline)
         checkpointer = open_store(store) or DEFAULT_STORE
-        snapshot = await checkpointer.load(run_id)
-        if snapshot is None:
-            raise UsageError(f"there is no run {run_id!r} in {_where(store)}")
-        _check_resumable(self, snapshot, reply)
-        if snapshot.waiting is not None:
-            snapshot.replies[snapshot.waiting.key] = reply
-        run = restore(self._compile(), snapshot, max_steps or self.max_steps)
-        if checkpointer is DEFAULT_STORE:
-            DEFAULT_STORE.forget(run_id)  # it lives on in this run; a new pause keeps it again
-        else:
-            run.journal = Journal.following(as_step_store(checkpointer), snapshot)
-        return await self._drive(run, hooks, live, deadline)
+        async with leased(checkpointer, run_id):  # before loading: no one moves it on
+            snapshot = await checkpointer.load(run_id)
+            if snapshot is None:
+                raise UsageError(f"there is no run {run_id!r} in {_where(store)}")
+            _check_resumable(self, snapshot, reply)
+            if snapshot.waiting is not None:
+                snapshot.replies[snapshot.waiting.key] = reply
+            run = restore(self._compile(), snapshot, max_steps or self.max_steps)
+            if checkpointer is DEFAULT_STORE:
+                DEFAULT_STORE.forget(run_id)  # it lives on in this run; a pause keeps it again
+            else:
+                run.journal = Journal.following(as_step_store(checkpointer), snapshot)
+            return await self._drive(run, hooks, live, deadline)
 
     async def _drive(
         self, run: Run, hooks: Hooks | Sequence[Hooks], live: Live, deadline: float | None

@@ -11,13 +11,13 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from flowgraph._base.errors import UsageError
 from flowgraph._base.result import Waiting
 from flowgraph._engine.encode import dump_context, jsonable
 from flowgraph._engine.state import RunState
-from flowgraph._store.protocol import Checkpointer, FailsRuns, StepStore
+from flowgraph._store.protocol import Checkpointer, FailsRuns, StepStore, implements
 from flowgraph._store.records import (
     Commit,
     Position,
@@ -217,8 +217,8 @@ class Journal:
     async def flush(self) -> None:
         """Wait until the store has written the run's commits; raise if it could not."""
         await self.store.flush()
-        if isinstance(self.store, FailsRuns):
-            failure = self.store.take_failure(self.run_id)
+        if implements(self.store, FailsRuns):
+            failure = cast(FailsRuns, self.store).take_failure(self.run_id)
             if failure is not None:
                 raise failure
 

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import os
+from typing import cast
 
 from flowgraph._base.errors import UsageError
 from flowgraph._store.memory import MemoryCheckpointer
-from flowgraph._store.protocol import Checkpointer
+from flowgraph._store.protocol import Checkpointer, implements
 
 Store = str | os.PathLike[str] | Checkpointer
 
@@ -18,8 +19,8 @@ _sqlite_stores: dict[str, Checkpointer] = {}
 
 def open_store(store: Store | None) -> Checkpointer | None:
     """The checkpointer for ``store``: a path opens (once per process) a SQLite file."""
-    if store is None or isinstance(store, Checkpointer):
-        return store
+    if store is None or implements(store, Checkpointer):
+        return cast(Checkpointer | None, store)
     if isinstance(store, (str, os.PathLike)):
         path = os.path.realpath(os.fspath(store))
         found = _sqlite_stores.get(path)

@@ -32,7 +32,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import json
 import os
 import queue
 import sqlite3
@@ -46,16 +45,24 @@ import orjson
 from pydantic_core import to_jsonable_python
 
 from flowgraph._base.checks import check_seconds
-from flowgraph._base.context import Usage
 from flowgraph._base.errors import ConfigurationError, StoreError, UsageError
+from flowgraph._store.lease import (
+    LEASE,
+    LeaseRequest,
+    apply,
+    new_owner,
+    refusal_here,
+    release,
+    renew,
+    take,
+)
+from flowgraph._store.lease import SCHEMA as LEASES
 from flowgraph._store.protocol import HeldSteps
 from flowgraph._store.records import (
     Commit,
     RunInfo,
     Step,
-    fold,
     step_of,
-    upto,
 )
 from flowgraph._store.sqlite_format import (
     BUSY_TIMEOUT,
@@ -64,7 +71,6 @@ from flowgraph._store.sqlite_format import (
     Segment,
     compact_record,
     create_tables,
-    decode_segments,
     dump_one_by_one,
     is_transient,
     refuse_foreign,
@@ -72,6 +78,7 @@ from flowgraph._store.sqlite_format import (
     where_at,
     write_segments,
 )
+from flowgraph._store.sqlite_read import read_run, read_runs
 
 EXIT_FLUSH_SECONDS = 10.0
 QUIET = 0.005
@@ -99,6 +106,9 @@ class SQLiteCheckpointer:
         max_wait: or once the oldest unwritten commit has waited this long. Pauses,
             ends, failures and an agent's calls of tools that take the run context
             are written before the run goes on.
+        lease: seconds a run's lease lasts: while a process drives a run it renews
+            the lease; another process may take the run over once the lease lapses
+            (at once on the same host, when the holder's process is gone).
         busy_timeout: seconds a write waits for another process's lock before it
             fails; it is then tried again, as after a full disk, until it succeeds.
             A commit no try can write (a value SQLite cannot take) fails its run
@@ -116,6 +126,7 @@ class SQLiteCheckpointer:
         quiet: float = QUIET,
         max_wait: float = MAX_WAIT,
         busy_timeout: float = BUSY_TIMEOUT,
+        lease: float = LEASE,
     ) -> None:
         self.path = os.fspath(path)
         self.quiet, self.max_wait = quiet, max_wait
@@ -123,17 +134,24 @@ class SQLiteCheckpointer:
         if timeout is None:
             raise UsageError("busy_timeout must be a number of seconds, not None")
         self.busy_timeout: float = timeout
+        self.lease = check_seconds(lease, "lease", error=UsageError) or LEASE
+        self._owner = new_owner()
+        self._driving: set[str] = set()  # the runs this store object leases
+        self._fresh: set[str] = set()  # new runs: leased when first written
+        self._released: set[str] = set()  # released with their last commit
+        self._renew_at = 0.0
         try:
             with closing(self._connect()) as db:
                 refuse_foreign(db, self.path)  # before WAL mode changes the file
                 use_wal(db, self.busy_timeout)
                 create_tables(db, self.path)
+                db.execute(LEASES)  # added to files of this format: older versions ignore it
         except sqlite3.Error as exc:
             raise ConfigurationError(
                 f"cannot open the run store {self.path!r}: {exc}. Give a writable file path"
             ) from exc
         # _WAKE when the buffer gets its first commit; a _Flush to write it at once.
-        self._queue: queue.SimpleQueue[_Flush | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Flush | LeaseRequest | None] = queue.SimpleQueue()
         # The commits not yet written: a segment per run, and the closed ones.
         self._open: dict[str, Segment] = {}
         self._closed: list[Segment] = []
@@ -290,6 +308,89 @@ class SQLiteCheckpointer:
         self._queue.put(marker)
         await asyncio.wrap_future(marker.done)
 
+    # -- leases (see lease.py) ---------------------------------------------------------
+
+    async def take_lease(self, run_id: str, *, fresh: bool = False) -> None:
+        if run_id in self._driving:
+            raise UsageError(refusal_here(run_id))
+        self._driving.add(run_id)
+        if fresh:  # no one can know the run before its first commit: taken with it
+            self._fresh.add(run_id)
+            return
+        request = LeaseRequest(run_id, take=True)
+        self._queue.put(request)  # the writer takes it, with the others asked meanwhile
+        try:
+            await asyncio.wrap_future(request.done)
+        except BaseException:
+            self._driving.discard(run_id)
+            self._queue.put(LeaseRequest(run_id, take=False))  # if it was taken after all
+            raise
+
+    async def drop_lease(self, run_id: str) -> None:
+        self._driving.discard(run_id)
+        self._fresh.discard(run_id)
+        if run_id in self._released:  # with the run's last commit (see _leases_of)
+            self._released.discard(run_id)
+            return
+        request = LeaseRequest(run_id, take=False)
+        self._queue.put(request)
+        await asyncio.wrap_future(request.done)  # released before run() returns
+
+    def _write_leased(self, db: sqlite3.Connection, segments: list[Segment]) -> None:
+        """Write the segments; in the same transaction take the leases of the new runs
+        among them and release those of the runs that ended (or paused) there."""
+        done: list[tuple[str, bool]] = []  # run id, ended: noted once committed
+
+        def leases(db: sqlite3.Connection, runs: list[RunFields]) -> None:
+            taken: list[str] = []
+            released: list[str] = []
+            for run in runs:
+                fresh, ended = run.run_id in self._fresh, run.status != "running"
+                if fresh:
+                    done.append((run.run_id, False))
+                if ended:
+                    done.append((run.run_id, True))
+                if fresh != ended:  # a new run that ended here never needed a row
+                    (released if ended else taken).append(run.run_id)
+            take(db, taken, self._owner, self.lease)
+            release(db, released, self._owner)
+
+        write_segments(db, segments, leases)
+        for run_id, ended in done:
+            if ended:
+                self._released.add(run_id)
+            else:
+                self._fresh.discard(run_id)
+
+    def _lease(self, db: sqlite3.Connection, requests: list[LeaseRequest]) -> None:
+        """Apply the lease requests; a transient error is waited out, up to ``GIVE_UP``."""
+        wait, until = RETRY_FIRST, time.monotonic() + GIVE_UP
+        while True:
+            try:
+                apply(db, requests, self._owner, self.lease)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + wait > until:
+                    failure = StoreError(
+                        f"could not take or release a run's lease in {self.path!r}: {exc}"
+                    )
+                    for request in requests:
+                        request.done.set_exception(failure)
+                    return
+            time.sleep(wait)
+            wait = min(RETRY_MOST, wait * 2)
+
+    def _renew(self, db: sqlite3.Connection) -> float | None:
+        """Renew this store's leases when due; when next (None: it holds none)."""
+        if not self._driving:
+            return None
+        now = time.monotonic()
+        if now >= self._renew_at:
+            with contextlib.suppress(Exception):  # a lapse is safe: others may take over
+                renew(db, self._owner, self.lease)
+            self._renew_at = now + self.lease / 3
+        return self._renew_at
+
     def take_failure(self, run_id: str) -> StoreError | None:
         """Why the run's commits could not be written, if they could not; told once."""
         failure = self._failures.pop(run_id, None)
@@ -310,13 +411,18 @@ class SQLiteCheckpointer:
         flushes: list[_Flush] = []  # waiting for what came before them to be written
         stuck_since = 0.0
         while True:
-            timeout = None if due is None else max(0.0, due - time.monotonic())
-            items: list[_Flush | None] = []
+            renewal = self._renew(db)
+            soonest = min((t for t in (due, renewal) if t is not None), default=None)
+            timeout = None if soonest is None else max(0.0, soonest - time.monotonic())
+            items: list[_Flush | LeaseRequest | None] = []
             with contextlib.suppress(queue.Empty):
                 items.append(self._queue.get(timeout=timeout))
                 while True:
                     items.append(self._queue.get_nowait())
-            flushes += [item for item in items if item is not None]
+            flushes += [item for item in items if isinstance(item, _Flush)]
+            leases = [item for item in items if isinstance(item, LeaseRequest)]
+            if leases:
+                self._lease(db, leases)
             retry = self._retry_at is not None and time.monotonic() >= self._retry_at
             if self._stuck is not None and not retry:  # wait for the next try
                 due = self._retry_at
@@ -348,7 +454,7 @@ class SQLiteCheckpointer:
         each run's in its own, so that the run it belongs to fails alone. Returns the
         segments a transient error kept from being written."""
         try:
-            write_segments(db, segments)
+            self._write_leased(db, segments)
             return []
         except Exception as exc:
             if is_transient(exc):
@@ -361,7 +467,7 @@ class SQLiteCheckpointer:
         left: list[Segment] = []
         for own in runs.values():
             try:
-                write_segments(db, own)
+                self._write_leased(db, own)
             except Exception as exc:
                 if not is_transient(exc):
                     self._fail_run(db, own, exc)
@@ -460,70 +566,11 @@ class SQLiteCheckpointer:
 
     def _load(self, run_id: str, step: int | None) -> Commit | None:
         with self._reading() as db:
-            db.execute("BEGIN")  # one snapshot for both queries
-            run = db.execute(
-                "SELECT run_id, flow, parent, created, status, reason FROM runs WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
-            rows = db.execute(
-                "SELECT seq, first, path, data, created FROM commits WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            ).fetchall()
-            db.execute("COMMIT")
-        if run is None:
-            return None
-        try:
-            commits = upto(decode_segments(run[:4], rows), step)
-            snapshot = fold(commits) if commits else None
-        except (ValueError, TypeError, KeyError, IndexError) as exc:  # pydantic's too
-            raise self._damaged(run_id, exc) from exc
-        if snapshot is not None and step is None and run[4] == "failed":
-            # Failed by the writer (see _fail_run): its last commit says running.
-            snapshot.status, snapshot.reason = "failed", run[5]
-        return snapshot
-
-    def _damaged(self, run_id: str, exc: Exception) -> StoreError:
-        return StoreError(
-            f"run {run_id!r} in the run store {self.path!r} cannot be read: "
-            f"{type(exc).__name__}: {str(exc)[:300]}. The other runs in the file can "
-            "still be read and resumed"
-        )
+            return read_run(db, self.path, run_id, step)
 
     def _list(self, flow: str | None, limit: int) -> list[RunInfo]:
-        query = "SELECT run_id, flow, status, step, node, reason, usage, parent, created, updated"
-        query += " FROM runs" + (" WHERE flow = ?" if flow is not None else "")
-        query += " ORDER BY updated DESC LIMIT ?"
         with self._reading() as db:
-            rows = db.execute(query, (*([flow] if flow is not None else []), limit)).fetchall()
-            infos = []
-            for row in rows:
-                try:
-                    infos.append(self._info(db, *row))
-                except (ValueError, TypeError) as exc:  # pydantic's too
-                    raise self._damaged(row[0], exc) from exc
-        return infos
-
-    def _info(self, db: sqlite3.Connection, run_id: str, *fields: Any) -> RunInfo:
-        name, status, step, node, reason, usage, parent, created, updated = fields
-        path: list[str] = []
-        for (entered,) in db.execute(
-            "SELECT path FROM commits WHERE run_id = ? AND path IS NOT NULL ORDER BY seq",
-            (run_id,),
-        ):
-            path.extend(json.loads(entered))
-        return RunInfo(
-            run_id=run_id,
-            flow=name,
-            status=status,
-            step=step,
-            node=node,
-            path=path,
-            usage=Usage.model_validate_json(usage),
-            reason=reason,
-            created=created,
-            updated=updated,
-            parent=parent,
-        )
+            return read_runs(db, self.path, flow, limit)
 
 
 def _by_run(segments: list[Segment]) -> dict[str, list[Segment]]:

@@ -13,6 +13,7 @@ import json
 import operator
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -258,8 +259,13 @@ ENTRY = (
 UNWRITTEN = object()  # an output like no other: none written yet
 
 
-def write_segments(db: sqlite3.Connection, segments: list[Segment]) -> None:
-    """Write the segments, and each run's newest state, in one transaction.
+def write_segments(
+    db: sqlite3.Connection,
+    segments: list[Segment],
+    also: Callable[[sqlite3.Connection, list[RunFields]], None] | None = None,
+) -> None:
+    """Write the segments, and each run's newest state, in one transaction (with what
+    ``also`` writes of those runs: their leases).
 
     Rows go in by multi-row INSERTs, not ``executemany``: each statement hands the
     GIL back and forth with the event loop's thread once, not once per row.
@@ -274,6 +280,8 @@ def write_segments(db: sqlite3.Connection, segments: list[Segment]) -> None:
     try:
         _insert(db, "INSERT OR REPLACE INTO commits", COMMIT_COLUMNS, rows, "")
         _insert(db, "INSERT INTO runs", RUN_COLUMNS, runs, ON_RUN_CONFLICT)
+        if also is not None:
+            also(db, list(latest.values()))
         db.execute("COMMIT")
     except BaseException:
         # SQLite may have ended the transaction itself (a full disk does): rolling
