@@ -75,8 +75,36 @@ def approval_flow(url: str = "") -> fg.Flow:
     return flow
 
 
+def ship(ctx: fg.RunContext) -> str:
+    """A tool step with a side effect keyed on the idempotency key (crash as charge)."""
+    key = ctx.idempotency_key
+    _append(WORKDIR / "attempts.txt", key)
+    effects = WORKDIR / "effects.txt"
+    if key not in (effects.read_text().split() if effects.exists() else []):
+        _append(effects, key)
+    marker = WORKDIR / "crash-once"
+    if marker.exists():
+        marker.unlink()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "shipped"
+
+
+def routed_flow(url: str) -> fg.Flow:
+    """triage hands off (an LLM decision) to ship, or to audit, which goes on to ship."""
+    model = fg.OpenAIModel("scripted", base_url=url, api_key="test", max_retries=0)
+    triage = fg.Agent("triage", "Triage.")
+    flow = fg.Flow("routed", model=model)
+    flow.edge(fg.START, triage)
+    flow.edge(triage, fg.ToolStep("ship", ship), when="The order can ship.")
+    flow.edge(triage, fg.ToolStep("audit", lambda: "audited"), when="The order needs an audit.")
+    flow.edge("audit", "ship")
+    flow.edge("ship", fg.END)
+    return flow
+
+
 FLOWS = {
     "pay": (pay_flow, "Charge me 5", {}),
+    "routed": (routed_flow, "Ship order A-1", {}),
     "refunds": (approval_flow, "Refund", {"order": "A-1"}),
 }
 

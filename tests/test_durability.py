@@ -230,3 +230,35 @@ def test_four_processes_commit_a_hundred_runs_to_one_file(serve: Serve, tmp_path
     assert {info.status for info in infos} == {"completed"}
     assert {tuple(info.path) for info in infos} == {("cashier", "notify")}
     assert len(server.requests) == 300
+
+
+def test_a_process_killed_inside_a_step_an_llm_chose_resumes_it_under_the_same_key(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Issue 16, item 5: the hand-off was decided by the model, then the tool step's
+    effect happened, then the process died. The decision must be durable before the
+    step runs: re-deciding (here the model would choose audit, then ship) ran the
+    step again under a new key, and its effect twice."""
+    decided = [0]
+
+    def script(request: ChatRequest) -> Any:
+        decided[0] += 1
+        target = "ship" if decided[0] == 1 else "audit"
+        return tool_call(f"transfer_to_{target}", {}, id=f"call_{decided[0]}")
+
+    server, _ = serve(script)
+    workdir, store = tmp_path / "crash", tmp_path / "crash.db"
+    workdir.mkdir()
+    (workdir / "crash-once").touch()
+    command = child("run", "routed", "--run-id", "r2", store=store, url=server.url, workdir=workdir)
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    resumed = finish(
+        child("resume", "routed", "--run-id", "r2", store=store, url=server.url, workdir=workdir)
+    )
+
+    assert resumed["status"] == "completed" and resumed["path"] == ["triage", "ship"]
+    assert lines(workdir / "attempts.txt") == ["r2:2:ship"] * 2  # again, under the same key
+    assert lines(workdir / "effects.txt") == ["r2:2:ship"]
+    assert decided[0] == 1  # the decision was not made again

@@ -46,7 +46,12 @@ async def execute(run: Run) -> RunResult:
             if edge.target == END.name:
                 return await _end(run, END, "reached END")
             node = run.plan.nodes[edge.target]
-            await run.checkpoint(Position(node=node.name, phase="next", step=run.step))
+            # A model's decision is not made the same way twice: before a step whose
+            # function sees the run (its idempotency key), it is made durable.
+            keyed = edge.kind == "llm" and isinstance(node, ToolStep) and node.takes_context
+            await run.checkpoint(
+                Position(node=node.name, phase="next", step=run.step), durable=keyed
+            )
             visit = await _step(run, node)
     except Pause as pause:
         if run.parent is not None:
