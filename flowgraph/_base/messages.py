@@ -83,6 +83,37 @@ class HistoryCheck:
         self._last = messages[-1] if messages else None
 
 
+class CallIds:
+    """The tool call ids of one conversation that grows, read incrementally (as
+    ``HistoryCheck`` reads it), to give a reply's calls ids of their own."""
+
+    __slots__ = ("_count", "_ids", "_last")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._last: Mapping[str, Any] | None = None
+        self._ids: set[str] = set()
+
+    def make_unique(self, message: Message, messages: Sequence[Mapping[str, Any]]) -> None:
+        """Rename the calls of ``message`` whose id is taken (earlier in ``messages``,
+        or by another call of it): a call's id names its idempotency key, and its
+        answer. A provider may reuse ids across turns, or repeat one in a reply."""
+        count = self._count
+        if count and (len(messages) < count or messages[count - 1] is not self._last):
+            count, self._ids = 0, set()
+        ids = self._ids
+        for earlier in messages[count:]:
+            ids.update(call["id"] for call in earlier.get("tool_calls") or ())
+        self._count, self._last = len(messages), messages[-1] if messages else None
+        for call in message.get("tool_calls") or ():
+            unique, number = call["id"], 1
+            while unique in ids:
+                number += 1
+                unique = f"{call['id']}_{number}"
+            call["id"] = unique
+            ids.add(unique)
+
+
 def check_injectable(message: object) -> Message:
     """Return ``message`` as a dict if it may be injected into the conversation.
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from flowgraph._base.callables import call_inline
 from flowgraph._base.context import CURRENT_CALL, CallKey
 from flowgraph._base.failures import RunError
-from flowgraph._base.messages import HistoryCheck, Message
+from flowgraph._base.messages import CallIds, HistoryCheck, Message
 from flowgraph._base.retry import NO_RETRY, retrying_on_named
 from flowgraph._engine.run import Run, Visit
 from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
@@ -87,6 +87,7 @@ class _Loop:
         # The run's conversation is checked incrementally across visits; a nested
         # chat's is short and checked per turn.
         self.history = run.history if messages is run.messages else HistoryCheck()
+        self.call_ids = run.call_ids if messages is run.messages else CallIds()
 
     async def loop(self) -> Visit:
         at = self.run.at if self.as_node else None
@@ -187,6 +188,8 @@ class _Loop:
             checked=True,
         )
         message = completion.message
+        if message.get("tool_calls"):
+            self.call_ids.make_unique(message, self.messages)
         if message.get("content") or message.get("tool_calls"):
             message["name"] = agent.name
             self.messages.append(message)

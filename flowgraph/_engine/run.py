@@ -10,7 +10,13 @@ from flowgraph._base.callables import call_user
 from flowgraph._base.context import CURRENT_CALL
 from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import DeadlineExceeded, ModelError, RunError
-from flowgraph._base.messages import HistoryCheck, HistoryError, Message, check_history
+from flowgraph._base.messages import (
+    CallIds,
+    HistoryCheck,
+    HistoryError,
+    Message,
+    check_history,
+)
 from flowgraph._base.result import RunResult, Status, Waiting, WaitKind
 from flowgraph._base.retry import DEFAULT_REQUEST_RETRY, DeadlinePassed, Retry, retrying, transient
 from flowgraph._engine.journal import Journal
@@ -76,6 +82,7 @@ class Run(RunState):
         self.hooks = hooks or plan.hooks
         self.max_steps = max_steps
         self.history = HistoryCheck()  # of ``messages``, checked before each request
+        self.call_ids = CallIds()  # of ``messages``: a reply's calls get ids of their own
 
     def deadline_passed(self, node: str) -> DeadlineExceeded:
         return DeadlineExceeded(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import weakref
 from dataclasses import dataclass
@@ -152,22 +153,33 @@ def _env_key() -> str:
 
 
 def _completion(response: Any) -> Completion:
+    """The reply as flowgraph keeps it. The openai client does not check what a server
+    sends: a name, an id or arguments that are not text become text (a tool by a name
+    no tool has is answered as unknown), usage that is not a count counts 0."""
     usage = Usage(requests=1)
     if response.usage is not None:
-        usage.prompt_tokens = response.usage.prompt_tokens or 0
-        usage.completion_tokens = response.usage.completion_tokens or 0
+        usage.prompt_tokens = _count(response.usage.prompt_tokens)
+        usage.completion_tokens = _count(response.usage.completion_tokens)
     if not response.choices:
         return Completion({"role": "assistant", "content": None}, usage)
     reply = response.choices[0].message
     message: Message = {"role": "assistant", "content": reply.content}
     calls = [call for call in reply.tool_calls or () if getattr(call, "function", None)]
     if calls:
-        message["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.function.name, "arguments": call.function.arguments},
-            }
-            for call in calls
-        ]
+        message["tool_calls"] = [_call(call, index) for index, call in enumerate(calls)]
     return Completion(message, usage)
+
+
+def _call(call: Any, index: int) -> Message:
+    call_id, name, arguments = call.id, call.function.name, call.function.arguments
+    if not isinstance(arguments, str):
+        arguments = "" if arguments is None else json.dumps(arguments, default=str)
+    return {
+        "id": call_id if isinstance(call_id, str) and call_id else f"call_{index}",
+        "type": "function",
+        "function": {"name": name if isinstance(name, str) else str(name), "arguments": arguments},
+    }
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
