@@ -165,9 +165,12 @@ class _Painter:
             node.name: self.node(graph, flow, node, prefix, model)
             for node in (START, *flow.nodes.values(), END)
         }
+        # The sources with a conditional edge: their fallbacks read "otherwise". Found
+        # once: looked for per fallback edge, drawing was quadratic in the edges.
+        branching = {edge.source for edge in flow.edges if edge.kind != "fallback"}
         for edge in flow.edges:
             if edge.source in ends and edge.target in ends:
-                self.edge(graph, flow, edge, ends[edge.source], ends[edge.target], prefix)
+                self.edge(graph, edge, branching, ends[edge.source], ends[edge.target], prefix)
 
     def node(
         self, graph: Any, flow: DeclaredFlow, node: Node, prefix: str, model: Model | None
@@ -214,10 +217,16 @@ class _Painter:
         return Ends(prefix + START.name, prefix + END.name, cluster)
 
     def edge(
-        self, graph: Any, flow: DeclaredFlow, edge: Edge, source: Ends, target: Ends, prefix: str
+        self,
+        graph: Any,
+        edge: Edge,
+        branching: set[str],
+        source: Ends,
+        target: Ends,
+        prefix: str,
     ) -> None:
         attrs = dict(EDGE_STYLE[edge.kind])
-        text = _edge_text(edge, flow)
+        text = _edge_text(edge, branching)
         steps = self.overlay.taken(prefix + edge.source, prefix + edge.target)
         if steps:
             attrs.update(TAKEN)
@@ -316,13 +325,12 @@ def _method(method: object) -> str:
     return method if isinstance(method, str) else f"{getattr(method, '__name__', 'fn')}()"
 
 
-def _edge_text(edge: Edge, flow: DeclaredFlow) -> str:
+def _edge_text(edge: Edge, branching: set[str]) -> str:
     if edge.kind == "llm":
         return _wrap(str(edge.when), 28)
     if edge.kind == "predicate":
         return f"if {_text(edge.label)}()"
-    others = any(e.source == edge.source and e.kind != "fallback" for e in flow.edges)
-    return "otherwise" if others else ""
+    return "otherwise" if edge.source in branching else ""
 
 
 def _steps(steps: list[str]) -> str:
