@@ -359,3 +359,31 @@ def test_argparse_usage_errors_are_exit_2(steps: Path) -> None:
     done = flowgraph("render", steps, "--direction", "UP")
     assert done.returncode == 2
     assert "invalid choice: 'UP'" in done.stderr
+
+
+def test_the_api_key_can_come_from_a_file_out_of_process_listings(tmp_path: Path) -> None:
+    """Issue 16, item 12: --api-key shows in `ps`; a file (or $OPENAI_API_KEY) does not."""
+    flow_file = write(tmp_path, "chat.py", AGENT)
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("sk-from-a-file\n")
+    with ScriptedServer(["Hello from the model"]) as server:
+        done = flowgraph(
+            "run",
+            f"{flow_file}:build",
+            "Say hello",
+            "--model",
+            "scripted",
+            "--base-url",
+            server.url,
+            "--api-key-file",
+            str(key_file),
+        )
+    assert done.returncode == 0, done.stderr
+    assert server.requests[0].headers["authorization"] == "Bearer sk-from-a-file"
+    shown = flowgraph("run", "--help").stdout
+    assert "process listings" in shown and "--api-key-file" in shown
+
+    missing = flowgraph(
+        "run", f"{flow_file}:build", "hi", "--model", "m", "--api-key-file", "nowhere.txt"
+    )
+    assert missing.returncode == 2 and "--api-key-file nowhere.txt" in missing.stderr

@@ -223,3 +223,37 @@ def test_injecting_a_tool_message_is_refused() -> None:
 def test_unknown_event_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown event 'node_start': use one of node_enter"):
         fg.Flow("f").on("node_start", print)  # type: ignore[call-overload]
+
+
+@pytest.mark.filterwarnings("ignore:an observer:RuntimeWarning")  # those pytest.warns misses
+def test_an_observer_that_raises_is_reported_and_the_run_goes_on(serve: Serve) -> None:
+    """Issue 16, item 12: an observer's failure killed the run and the error blamed the
+    tool step. Observers watch; they do not decide: a note and a warning say it."""
+    _, model = serve([tool_call("lookup", {"order": "A-1"}), "Found it."])
+
+    def lookup(order: str) -> str:
+        """Look an order up."""
+        return "shipped"
+
+    flow = fg.Flow("watched", model=model)
+    agent = fg.Agent("clerk", "Help.", tools=[lookup])
+    flow.edge(fg.START, fg.ToolStep("work", lambda: 1))
+    flow.edge("work", agent)
+    flow.edge(agent, fg.END)
+
+    def broken(event: object) -> None:
+        raise ValueError("the dashboard is down")
+
+    for event in ("node_enter", "node_exit", "handoff", "tool_start", "tool_end"):
+        flow.on(event, broken)  # type: ignore[call-overload]
+
+    with pytest.warns(RuntimeWarning, match="observer 'broken' of node_exit raised ValueError"):
+        result = flow.run("go")
+
+    assert result.status == "completed" and result.output == "Found it."
+    said = [note for note in result.notes if "the dashboard is down" in note]
+    assert len(said) == 9  # enter and exit of two nodes, three hand-offs, a tool's start and end
+    assert (
+        "an observer 'broken' of node_enter raised ValueError: the dashboard is down "
+        "(at node 'work'); the run went on"
+    ) in said

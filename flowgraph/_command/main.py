@@ -49,7 +49,7 @@ from flowgraph._command.common import (
     positive_int,
 )
 from flowgraph._command.load import load_flow
-from flowgraph._command.report import check_run_options, report_run
+from flowgraph._command.report import check_run_options, read_key, report_run
 from flowgraph._command.runs import add_runs
 
 if TYPE_CHECKING:
@@ -218,7 +218,13 @@ def _add_run(commands: Commands) -> None:
     parser.add_argument(
         "--api-key",
         metavar="KEY",
-        help="the server's API key (with --model; default: $OPENAI_API_KEY)",
+        help="the server's API key (with --model; default: $OPENAI_API_KEY). A key on the "
+        "command line shows in process listings: prefer $OPENAI_API_KEY or --api-key-file",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="read the server's API key from this file (with --model)",
     )
     parser.add_argument(
         "--max-steps", metavar="N", type=positive_int, help="the most node visits the run may make"
@@ -302,7 +308,8 @@ def run_command(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.input == "-" else args.input
     flow = load_flow(args.target)
     if args.model is not None:
-        flow.model = fg.OpenAIModel(args.model, base_url=args.base_url, api_key=args.api_key)
+        api_key = args.api_key or read_key(args.api_key_file)
+        flow.model = fg.OpenAIModel(args.model, base_url=args.base_url, api_key=api_key)
     return report_run(
         lambda: flow.run(text, context=context, max_steps=args.max_steps, store=args.store), args
     )

@@ -28,9 +28,22 @@ def report_run(start: Callable[[], fg.RunResult], args: argparse.Namespace) -> i
     return {"failed": 1, "waiting": 5}.get(result.status, 0)
 
 
+def read_key(path: str | None) -> str | None:
+    """The API key in the file at ``path`` (None: no file given)."""
+    if path is None:
+        return None
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as exc:
+        raise CliError(f"--api-key-file {path}: cannot read it ({exc.strerror})") from exc
+    if not key:
+        raise CliError(f"--api-key-file {path}: the file is empty")
+    return key
+
+
 def check_run_options(args: argparse.Namespace) -> None:
     """Refuse a bad combination before the run: a run may cost requests."""
-    if args.model is None and (args.base_url or args.api_key):
+    if args.model is None and (args.base_url or args.api_key or args.api_key_file):
         option = "--base-url" if args.base_url else "--api-key"
         raise CliError(
             f"{option} needs --model, the model to ask there, e.g. "

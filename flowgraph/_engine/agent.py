@@ -231,7 +231,7 @@ class _Loop:
         observed = run.hooks.wants("tool_start") or run.hooks.wants("tool_end")
         if observed:
             start = ToolEvent(run.run_id, run.step, self.node, tool.name, call["id"], arguments)
-            await run.hooks.emit("tool_start", start)
+            await run.hooks.emit("tool_start", start, run.note)
         token = CURRENT_CALL.set(CallKey(run.call_key(call["id"]), can_pause=self.as_node))
         failed = True
         try:
@@ -254,7 +254,7 @@ class _Loop:
                 result=text,
                 failed=failed,
             )
-            await run.hooks.emit("tool_end", end)
+            await run.hooks.emit("tool_end", end, run.note)
         return text
 
     async def _run_tool(self, tool: Tool, arguments: str) -> str:

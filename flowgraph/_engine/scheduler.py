@@ -112,7 +112,9 @@ async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
     run.position = Position(node=node.name, phase="visit", step=run.step)
     hooks = run.hooks
     if hooks.wants("node_enter") and not resumed:
-        await hooks.emit("node_enter", NodeEvent(run.run_id, run.step, node.name, node.kind))
+        await hooks.emit(
+            "node_enter", NodeEvent(run.run_id, run.step, node.name, node.kind), run.note
+        )
     started = time.perf_counter()
     usage_before = run.usage.model_copy()
     # A tool step may ask a human (ctx.interrupt); an agent's tool calls set their own key.
@@ -138,7 +140,7 @@ async def _exit(run: Run, node: Node, visit: Visit, started: float, usage_before
     )
     if run.hooks.wants("node_exit"):
         event = NodeEvent(run.run_id, run.step, node.name, node.kind, visit.output, seconds, spent)
-        await run.hooks.emit("node_exit", event)
+        await run.hooks.emit("node_exit", event, run.note)
 
 
 async def _end(run: Run, node: Node, reason: str) -> RunResult:
@@ -167,6 +169,7 @@ async def _leave(run: Run, node: Node, visit: Visit) -> Edge | None:
         await run.hooks.emit(
             "handoff",
             HandoffEvent(run.run_id, run.step, edge.source, edge.target, edge.kind, edge.label),
+            run.note,
         )
     return edge
 
@@ -194,10 +197,8 @@ async def _failed(run: Run, error: RunError, node: Node) -> None:
     else:
         error.result = run.result("failed", str(error))
     if run.hooks.wants("error"):
-        try:
-            await run.hooks.emit("error", ErrorEvent(run.run_id, run.step, error.node, error))
-        except Exception as exc:  # an observer must not hide the run's own error
-            error.result.notes.append(f"an on_error hook raised: {type(exc).__name__}: {exc}")
+        event = ErrorEvent(run.run_id, run.step, error.node, error)
+        await run.hooks.emit("error", event, error.result.notes.append)
 
 
 async def run_subflow(run: Run, node: SubFlow) -> Visit:

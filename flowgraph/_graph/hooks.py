@@ -11,6 +11,7 @@ what you need, or register one function with ``flow.on(event)``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -212,6 +213,17 @@ class HookSet:
     def wants(self, name: EventName) -> bool:
         return name in self.observers
 
-    async def emit(self, name: EventName, event: object) -> None:
+    async def emit(self, name: EventName, event: object, note: Callable[[str], None]) -> None:
+        """Call the observers of ``name``. Observers watch and do not decide: one that
+        raises is reported (``note``, and a ``RuntimeWarning``) and the run goes on."""
         for fn in self.observers.get(name, ()):
-            await call_inline(fn, event)
+            try:
+                await call_inline(fn, event)
+            except Exception as exc:
+                where = getattr(event, "node", None) or getattr(event, "source", None)
+                text = (
+                    f"an observer {getattr(fn, '__name__', repr(fn))!r} of {name} raised "
+                    f"{type(exc).__name__}: {exc} (at node {where!r}); the run went on"
+                )
+                note(text)
+                warnings.warn(text, RuntimeWarning, stacklevel=2)
