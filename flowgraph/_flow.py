@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from flowgraph._store.records import Commit, RunInfo
 if TYPE_CHECKING:
     import graphviz
 
-    from flowgraph._draw.live import Live
+    from flowgraph._draw.live import Live, LiveView, TextProgress
 
 
 Input = str | Sequence[Mapping[str, Any]]
@@ -189,9 +190,9 @@ class Flow(FlowSpec):
                 result = await execute(run)
             except RunError as error:
                 if error.result is not None:
-                    await view.finish(error.result)
+                    await _draw_last(view, error.result)
                 raise
-            await view.finish(result)
+            await _draw_last(view, result)
             return result
 
     def run(
@@ -390,3 +391,14 @@ def _check_call(max_steps: object, hooks: object, live: object, deadline: object
         raise UsageError(f"hooks= takes an fg.Hooks object or a list of them, got {hooks!r}")
     if not (isinstance(live, bool) or callable(live)):
         raise UsageError(f"live= takes True, False or a function given each SVG, got {live!r}")
+
+
+async def _draw_last(view: LiveView | TextProgress, result: RunResult) -> None:
+    """The live picture's last frame: a picture that cannot be drawn never fails a run
+    (the run is done, and stored): it is a note, and a warning."""
+    try:
+        await view.finish(result)
+    except Exception as exc:
+        text = f"the live picture could not be drawn: {type(exc).__name__}: {exc}"
+        result.notes.append(text)
+        warnings.warn(text, RuntimeWarning, stacklevel=3)

@@ -459,3 +459,45 @@ def test_a_completed_run_has_no_stop_to_mark() -> None:
 
     assert WAITING not in result.render().source
     assert result.to_mermaid() == steps_flow().to_mermaid()
+
+
+# Issue 16, item 10: texts that broke or hijacked the picture.
+BROKEN_TEXT = "bad\x00nul\x07bell\ud800surrogate\x1b[31m"
+
+
+def test_a_flow_name_in_angle_brackets_cannot_inject_dot() -> None:
+    flow = fg.Flow('<a>> { injected [label="pwned"] } <b>')
+    flow.edge(fg.START, fg.ToolStep("work", lambda: 1))
+
+    svg = flow.render().pipe(format="svg").decode()
+
+    assert "pwned" not in svg.replace("&quot;pwned&quot;", "")  # only inside the title text
+    assert 'id="node1"' in svg and ">work<" in svg  # the flow's own nodes are drawn
+    assert flow.to_dot().split("\n")[0].startswith('digraph "<a>> {')  # quoted, as text
+
+
+def test_control_characters_and_lone_surrogates_are_drawn_cleaned(tmp_path: Path) -> None:
+    def check(ctx: fg.RunContext[Any]) -> bool:
+        return True
+
+    check.__name__ = BROKEN_TEXT
+    flow = fg.Flow(BROKEN_TEXT)
+    flow.edge(fg.START, fg.ToolStep("work", lambda: 1), when=check)
+    flow.edge("work", fg.END, when=BROKEN_TEXT)
+
+    flow.render(str(tmp_path / "flow.png"))
+    svg = flow.render().pipe(format="svg").decode()
+    assert "bad nul bell\ufffdsurrogate [31m" in svg.replace("&#160;", " ")
+    assert "\x00" not in flow.to_mermaid() and "\ud800" not in flow.to_mermaid()
+
+
+def test_a_live_picture_that_cannot_be_drawn_never_fails_the_run(serve: Serve) -> None:
+    _, model = serve([BROKEN_TEXT])
+    flow = fg.Flow("live", model=model)
+    flow.edge(fg.START, fg.Agent("echo", "Echo."))
+    pictures: list[str] = []
+
+    result = flow.run("go", live=pictures.append)
+
+    assert result.status == "completed" and result.output == BROKEN_TEXT
+    assert pictures and pictures[-1].startswith("<?xml")

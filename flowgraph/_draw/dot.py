@@ -121,7 +121,8 @@ def flow_digraph(
     # Deferred, as in render.py: graphviz's import would add a tenth to flowgraph's.
     import graphviz
 
-    dot = graphviz.Digraph(flow.name)
+    # nohtml: a name in angle brackets would be read as an HTML string, and go unquoted.
+    dot = graphviz.Digraph(graphviz.nohtml(clean(flow.name)))
     dot.attr(
         rankdir=direction,
         fontname=FONT,
@@ -354,7 +355,21 @@ def _wrap(text: str, width: int) -> str:
 
 def _text(text: str) -> str:
     # Graphviz drops raw line breaks in HTML labels, gluing the words: make them spaces.
-    return html.escape(" ".join(text.splitlines()), quote=True)
+    return html.escape(" ".join(clean(text).splitlines()), quote=True)
+
+
+# Control characters (but tab and line breaks) become spaces: dot refuses a NUL, and
+# the others draw as nothing or as garbage.
+_CONTROL = {code: " " for code in (*range(9), 11, 12, *range(14, 32), 127)}
+
+
+def clean(text: str) -> str:
+    """``text`` as a picture can hold it: control characters become spaces and a lone
+    surrogate (which no UTF-8 file can hold) becomes U+FFFD."""
+    text = text.translate(_CONTROL)
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _html(markup: str) -> str:

@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING
 
 from flowgraph._base.errors import UsageError
-from flowgraph._draw.dot import DETAILS, DIRECTIONS, STOPPED
+from flowgraph._draw.dot import DETAILS, DIRECTIONS, STOPPED, clean
 from flowgraph._draw.overlay import Overlay
 from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Node
@@ -123,4 +123,4 @@ class _Writer:
 
 
 def _escape(text: str) -> str:
-    return "".join(ESCAPES.get(char, char) for char in text)
+    return "".join(ESCAPES.get(char, char) for char in clean(text))

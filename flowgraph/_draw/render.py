@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowgraph._base.errors import ConfigurationError, UsageError
+from flowgraph._base.errors import ConfigurationError, FlowgraphError, UsageError
 from flowgraph._draw.dot import flow_digraph
 from flowgraph._draw.overlay import Overlay
 
@@ -74,12 +74,18 @@ def pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
     """Run ``dot`` on the graph; the picture's bytes."""
     # Deferred: graphviz's import would add a tenth to flowgraph's, and only drawing
     # needs it (a Digraph passed in has imported it already).
-    from graphviz import ExecutableNotFound
+    from graphviz import CalledProcessError, ExecutableNotFound
 
     try:
         data: bytes = dot.pipe(format=fmt)
     except ExecutableNotFound as exc:
         raise ConfigurationError(INSTALL_GRAPHVIZ) from exc
+    except (CalledProcessError, UnicodeError) as exc:
+        said = getattr(exc, "stderr", b"") or b""
+        raise FlowgraphError(
+            f"graphviz's dot could not draw the flow as {fmt}: {exc}"
+            + (f" ({said.decode(errors='replace').strip()})" if said else "")
+        ) from exc
     return data
 
 
