@@ -191,3 +191,57 @@ def test_retry_policy_waits_grow_and_honour_retry_after() -> None:
     assert policy.wait(1, retry_after=2.5) == 2.5
     with pytest.raises(ValueError, match="at least 1 attempt"):
         fg.Retry(attempts=0)
+
+
+# Issue 16, item 7: a deadline bounds whatever the run waits on, not only requests.
+def _hangs(seconds: float = 30.0) -> None:
+    time.sleep(seconds)
+
+
+async def _hangs_async(*args: object) -> bool:
+    await asyncio.sleep(30)
+    return True
+
+
+@pytest.mark.parametrize("where", ["tool", "async tool", "predicate", "hook", "observer"])
+def test_a_deadline_stops_a_run_waiting_on_user_code(
+    where: str, serve: Serve, tmp_path: Path
+) -> None:
+    def lookup(order_id: str) -> str:
+        """Look up an order."""
+        _hangs()
+        return "shipped"
+
+    async def lookup_async(order_id: str) -> str:
+        """Look up an order."""
+        await asyncio.sleep(30)
+        return "shipped"
+
+    tool = lookup_async if where == "async tool" else lookup
+    script = [tool_call(tool.__name__, {"order_id": "A-1"}), "It has shipped."]
+    if where not in ("tool", "async tool"):
+        script = ["Hello."]
+    _, model = serve(script)
+    flow = fg.Flow("bounded", model=model)
+    agent = fg.Agent("helper", "Help.", tools=[tool] if "tool" in where else [])
+    flow.edge(fg.START, fg.ToolStep("first", lambda: "ok"))
+    flow.edge("first", agent)
+    if where == "predicate":
+        flow.edge(agent, fg.END, when=lambda ctx: _hangs() or True)
+    else:
+        flow.edge(agent, fg.END)
+    if where == "hook":
+        agent.after_completion(lambda hook: _hangs_async())
+    if where == "observer":
+        flow.on("node_exit", _hangs_async)
+    store = tmp_path / "runs.db"
+    started = time.monotonic()
+
+    with pytest.raises(fg.DeadlineExceeded, match="passed its deadline") as caught:
+        flow.run("where is A-1?", run_id="late", store=store, deadline=1.0)
+
+    assert time.monotonic() - started < 5  # not the 30 s it waits on
+    assert caught.value.result is not None and caught.value.result.status == "failed"
+    [info] = flow.runs(store)
+    assert info.status == "failed" and "deadline" in info.reason
+    assert ["first", "helper"][: len(info.path)] == info.path  # what was committed is kept

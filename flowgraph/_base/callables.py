@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, TypeAlias, TypeVar, Union, cast
 
 from flowgraph._base.errors import FlowValidationError
@@ -28,12 +29,20 @@ async def call_user(fn: Callable[..., MaybeAwaitable[T]], *args: Any) -> T:
     return result
 
 
+# Set while a run with a deadline runs: its quick callbacks go to a worker thread, so
+# that one that blocks cannot keep the deadline from stopping the run.
+BOUNDED: ContextVar[bool] = ContextVar("flowgraph_bounded", default=False)
+
+
 async def call_inline(fn: Callable[..., MaybeAwaitable[T]], *args: Any) -> T:
     """Call ``fn`` on the event loop, awaiting its result if it is awaitable.
 
     For quick callbacks (predicates, instructions, observers), where a thread hop
-    would cost more than the call.
+    would cost more than the call; in a run with a deadline, a sync one runs in a
+    worker thread (see ``BOUNDED``).
     """
+    if BOUNDED.get() and not _is_async(fn):
+        return await call_user(fn, *args)
     result = fn(*args)
     if inspect.isawaitable(result):
         return cast("T", await result)

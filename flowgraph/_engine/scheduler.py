@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from flowgraph._base.callables import BOUNDED
 from flowgraph._base.context import CURRENT_CALL, CallKey, Usage
 from flowgraph._base.errors import FlowValidationError, UsageError
 from flowgraph._base.failures import MaxStepsExceeded, RunError
@@ -29,7 +31,26 @@ Visitor = Callable[[Run, Any], Awaitable[Visit]]
 
 async def execute(run: Run) -> RunResult:
     """Walk the graph from START, or from where a resumed run stood. Raises
-    ``RunError`` carrying the run so far; a pause returns a ``waiting`` result."""
+    ``RunError`` carrying the run so far; a pause returns a ``waiting`` result.
+
+    A deadline bounds whatever the run waits on: a request, a tool, a predicate, a
+    hook. At the deadline the walk is cancelled where it waits (a sync function's
+    thread runs on, abandoned) and the run fails at its last commit."""
+    if run.deadline is None or run.parent is not None:
+        return await _walk(run)
+    token = BOUNDED.set(True)  # the walk's task copies it
+    try:
+        return await asyncio.wait_for(_walk(run), max(0.0, run.deadline - time.monotonic()))
+    except (asyncio.TimeoutError, TimeoutError):
+        at = run.position.node if run.position is not None else START.name
+        error = run.deadline_passed(at)
+        await _failed(run, error, run.plan.nodes.get(at, START))
+        raise error from None
+    finally:
+        BOUNDED.reset(token)
+
+
+async def _walk(run: Run) -> RunResult:
     node: Node = START
     visit = Visit()
     try:
