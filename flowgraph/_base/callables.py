@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -10,6 +9,7 @@ from contextvars import ContextVar
 from typing import Any, TypeAlias, TypeVar, Union, cast
 
 from flowgraph._base.errors import FlowValidationError
+from flowgraph._base.workers import in_worker
 
 T = TypeVar("T")
 MaybeAwaitable: TypeAlias = Union[T, Awaitable[T]]  # noqa: UP007 - a generic alias
@@ -23,7 +23,7 @@ async def call_user(fn: Callable[..., MaybeAwaitable[T]], *args: Any) -> T:
     """
     if _is_async(fn):
         return await cast("Awaitable[T]", fn(*args))
-    result = await asyncio.to_thread(functools.partial(fn, *args))
+    result = await in_worker(fn, *args)
     if inspect.isawaitable(result):
         return cast("T", await result)
     return result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import inspect
 import re
 import types
@@ -20,6 +18,7 @@ from flowgraph._base.context import AnyContext, RunContext
 from flowgraph._base.errors import FlowgraphError, FlowValidationError
 from flowgraph._base.messages import as_text
 from flowgraph._base.retry import Retry
+from flowgraph._base.workers import in_worker
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _SECTION = re.compile(
@@ -131,8 +130,8 @@ class Tool:
         if spec.is_async:
             result = await self.fn(**kwargs)
         else:
-            # to_thread copies the context variables: the call's idempotency key follows.
-            result = await asyncio.to_thread(functools.partial(self.fn, **kwargs))
+            # The worker gets the context variables: the call's idempotency key follows.
+            result = await in_worker(self.fn, **kwargs)
         return as_text(result)
 
 
