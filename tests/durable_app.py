@@ -102,8 +102,25 @@ def routed_flow(url: str) -> fg.Flow:
     return flow
 
 
+def chaos_flow(url: str) -> fg.Flow:
+    """triage hands off to cashier (charges, keyed), then ship (a keyed tool step that
+    may kill its process after its effect), then notify: for the kill -9 chaos test."""
+    model = fg.OpenAIModel("scripted", base_url=url, api_key="test", max_retries=0)
+    flow = fg.Flow("chaos", model=model)
+    triage = fg.Agent("triage", "Triage.")
+    cashier = fg.Agent("cashier", "Cashier.", tools=[charge])
+    notify = fg.Agent("notify", "Notify.")
+    flow.edge(fg.START, triage)
+    flow.edge(triage, cashier, when="The customer pays.")
+    flow.edge(cashier, fg.ToolStep("ship", ship))
+    flow.edge("ship", notify)
+    flow.edge(notify, fg.END)
+    return flow
+
+
 FLOWS = {
     "pay": (pay_flow, "Charge me 5", {}),
+    "chaos": (chaos_flow, "Charge me 5 and ship it", {}),
     "routed": (routed_flow, "Ship order A-1", {}),
     "refunds": (approval_flow, "Refund", {"order": "A-1"}),
 }
@@ -153,6 +170,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--reply")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--go", default="")
+    parser.add_argument("--announce", action="store_true", help='print "ready" first')
     args = parser.parse_args(argv)
     WORKDIR = Path(args.dir)
     build, text, context = FLOWS[args.flow]
@@ -163,8 +181,12 @@ def main(argv: list[str]) -> None:
         asyncio.run(many(flow, text, context, args.count, args.store))
         print(f"{args.count} runs in {time.perf_counter() - started:.2f} s", file=sys.stderr)
     elif args.command == "run":
+        if args.announce:
+            emit("ready")
         emit(summary(flow.run(text, context=dict(context), run_id=args.run_id, store=args.store)))
     else:
+        if args.announce:
+            emit("ready")  # the kill -9 chaos test times its kills from here
         emit(summary(flow.resume(args.run_id, store=args.store, reply=args.reply)))
 
 
