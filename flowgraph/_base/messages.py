@@ -92,14 +92,16 @@ class CallIds:
     def __init__(self) -> None:
         self._count = 0
         self._last: Mapping[str, Any] | None = None
-        self._ids: set[str] = set()
+        self._ids: set[str] | None = None  # made at the first reply with tool calls
 
     def make_unique(self, message: Message, messages: Sequence[Mapping[str, Any]]) -> None:
         """Rename the calls of ``message`` whose id is taken (earlier in ``messages``,
         or by another call of it): a call's id names its idempotency key, and its
         answer. A provider may reuse ids across turns, or repeat one in a reply."""
         count = self._count
-        if count and (len(messages) < count or messages[count - 1] is not self._last):
+        if self._ids is None or (
+            count and (len(messages) < count or messages[count - 1] is not self._last)
+        ):
             count, self._ids = 0, set()
         ids = self._ids
         for earlier in messages[count:]:
