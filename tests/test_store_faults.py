@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -214,3 +216,42 @@ def test_a_damaged_listing_is_a_store_error_naming_the_run(tmp_path: Path) -> No
 
     with pytest.raises(fg.StoreError, match=f"run '{run_id}'.*cannot be read"):
         counting().runs(fg.SQLiteCheckpointer(path))
+
+
+FULL_DISK = """
+import resource, signal, sys, threading
+import flowgraph as fg
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+store = fg.SQLiteCheckpointer(sys.argv[1])
+
+def big(ctx):
+    ctx.context["n"] += 1
+    return "x" * 20_000
+
+flow = fg.Flow("full")
+flow.edge(fg.START, fg.ToolStep("big", big))
+flow.edge("big", fg.END, when=lambda ctx: ctx.context["n"] >= 40)
+flow.edge("big", "big")
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))  # the disk fills at 200 kB
+threading.Timer(1.0, resource.setrlimit, (resource.RLIMIT_FSIZE, (hard, hard))).start()
+result = flow.run("go", context={"n": 0}, store=store, run_id="filled")
+print(result.status, len(result.path))
+"""
+
+
+def test_a_full_disk_is_waited_out_and_nothing_is_lost(tmp_path: Path) -> None:
+    """A real full "disk": the process may write no file past 200 kB for a second
+    (RLIMIT_FSIZE), then space comes back. It failed with "cannot rollback - no
+    transaction is active" and broke the store; now the writer tries again."""
+    script = tmp_path / "full.py"
+    script.write_text(FULL_DISK)
+    path = tmp_path / "runs.db"
+    done = subprocess.run(
+        [sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["completed", "40"]
+    stored = asyncio.run(fg.SQLiteCheckpointer(path).load("filled"))
+    assert stored is not None and stored.status == "completed" and len(stored.path) == 40
