@@ -14,6 +14,7 @@ from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import RunError
 from flowgraph._base.messages import user_messages
 from flowgraph._base.result import RunResult
+from flowgraph._engine.encode import dump_context
 from flowgraph._engine.journal import Journal, fork_run
 from flowgraph._engine.resume import restore
 from flowgraph._engine.run import Run
@@ -137,6 +138,8 @@ class Flow(FlowSpec):
                     )
                 store_of_run = as_step_store(checkpointer)
                 run.journal = Journal(store_of_run, run.run_id, run.plan.flow.name)
+            else:  # a store checks it at the first commit: without one, check it here
+                dump_context(run.ctx.context, run.run_id)
             return await self._drive(run, hooks, live, deadline)
 
     async def aresume(
