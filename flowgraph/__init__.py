@@ -22,6 +22,7 @@ from flowgraph._base.context import RunContext, Usage
 from flowgraph._base.errors import (
     ConfigurationError,
     FlowgraphError,
+    FlowgraphWarning,
     FlowValidationError,
     StoreError,
     UsageError,
@@ -70,6 +71,7 @@ __all__ = [
     "Flow",
     "FlowValidationError",
     "FlowgraphError",
+    "FlowgraphWarning",
     "HandoffEvent",
     "HookContext",
     "Hooks",

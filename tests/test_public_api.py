@@ -23,6 +23,7 @@ def test_the_public_names_of_flowgraph() -> None:
             "Flow",
             "FlowValidationError",
             "FlowgraphError",
+            "FlowgraphWarning",  # issue 17: flowgraph's own warnings
             "HandoffEvent",
             "HookContext",
             "Hooks",

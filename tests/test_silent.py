@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import warnings
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,43 @@ def test_context_that_is_not_json_fails_at_run_start_with_or_without_a_store(
     stored = tmp_path / store if store else None
     with pytest.raises(fg.RunError, match=r"\('when' holds a value of type datetime\)"):
         one_step().run("x", context={"when": datetime.datetime.now()}, store=stored)
+
+
+def test_a_node_with_no_out_edge_is_a_warning_naming_it_and_the_fix() -> None:
+    """It passed validate() without a word, and the run ended 'completed' there
+    (item 2). Ending there stays legal (AG2's TERMINATE); validate says so."""
+    flow = fg.Flow("forgetful")
+    flow.edge(fg.START, fg.ToolStep("billing", lambda: "billed"))
+
+    with pytest.warns(fg.FlowgraphWarning, match=r"node 'billing' has no out-edge.*fg\.END"):
+        flow.validate()
+    assert flow.run("go").reason == "node 'billing' has no out-edges"
+
+
+def test_flowgraph_warnings_can_be_silenced_or_made_errors() -> None:
+    flow = fg.Flow("forgetful")
+    flow.edge(fg.START, fg.ToolStep("billing", lambda: "billed"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fg.FlowgraphWarning)
+        with pytest.raises(fg.FlowgraphWarning):
+            flow.validate()
+    assert issubclass(fg.FlowgraphWarning, UserWarning)
+
+
+def test_a_tool_parameter_with_no_annotation_is_a_warning(tmp_path: Path) -> None:
+    """It sent the schema {} and the model got no type (item 3)."""
+
+    def lookup(order_id, ctx: fg.RunContext) -> str:  # type: ignore[no-untyped-def]
+        """Look an order up."""
+        return "shipped"
+
+    flow = fg.Flow("untyped")
+    agent = fg.Agent("clerk", "Help.", tools=[lookup])
+    flow.edge(fg.START, agent)
+    flow.edge(agent, fg.END)
+
+    with pytest.warns(
+        fg.FlowgraphWarning,
+        match=r"agent 'clerk', tool 'lookup': parameter 'order_id' has no type.*order_id: str",
+    ):
+        flow.validate()

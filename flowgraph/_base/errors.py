@@ -49,6 +49,14 @@ class FlowValidationError(FlowgraphError, ValueError):
         self.problems = problems if problems is not None else [message]
 
 
+class FlowgraphWarning(UserWarning):
+    """Something legal that is often a mistake (a node with no out-edge, a tool
+    parameter with no type). Silence it, or make it an error, with ``warnings``::
+
+        warnings.simplefilter("error", fg.FlowgraphWarning)
+    """
+
+
 class ConfigurationError(FlowgraphError):
     """A needed setting is missing or wrong, e.g. no model is configured."""
 

@@ -144,6 +144,17 @@ class _Spec:
     is_async: bool
 
 
+def untyped(tool: Tool) -> list[str]:
+    """The parameters of the tool's function that have no annotation (the model is told
+    nothing of them: their schema is ``{}``)."""
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    try:
+        parameters = inspect.signature(tool.fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return []
+    return [p.name for p in parameters if p.annotation is p.empty and p.kind not in kinds]
+
+
 def as_tools(items: Sequence[Tool | Callable[..., Any]], owner: str) -> list[Tool]:
     """The ``tools=`` of ``owner`` as ``Tool`` objects; each must be a function or a Tool."""
     if isinstance(items, (str, Tool)) or callable(items):

@@ -7,17 +7,19 @@ whose lines each name the node or edge and say how to fix it.
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from flowgraph._base.errors import FlowValidationError
+from flowgraph._base.errors import FlowgraphWarning, FlowValidationError
 from flowgraph._graph.edges import TRANSFER_PREFIX, Edge
 from flowgraph._graph.human import Human
 from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Agent, ToolStep
 from flowgraph._graph.subflow import SubFlow
+from flowgraph._graph.tools import untyped
 from flowgraph._llm.default import NO_MODEL, default_model_available
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 def validate(flow: DeclaredFlow) -> None:
     """Raise ``FlowValidationError`` listing every problem of ``flow``."""
     problems = list(_problems(flow, within=(), inherited=False))
+    for notice in _notices(flow) if not problems else ():
+        warnings.warn(f"flow {flow.name!r}: {notice}", FlowgraphWarning, stacklevel=4)
     if problems:
         head = f"flow {flow.name!r} is not valid"
         text = (
@@ -49,6 +53,26 @@ def _problems(flow: DeclaredFlow, within: tuple[int, ...], inherited: bool) -> I
     yield from _subflows(flow, (*within, id(flow)), has_model)
     yield from _tools(flow)
     yield from _models(flow, has_model)
+
+
+def _notices(flow: DeclaredFlow) -> Iterator[str]:
+    """What is legal but often a mistake: said as a ``FlowgraphWarning``."""
+    sources = {edge.source for edge in flow.edges}
+    for name in flow.nodes:
+        if name not in sources:
+            yield (
+                f"node {name!r} has no out-edge: a run that gets there ends there. If it "
+                f"should go on, add flow.edge({name!r}, next_node); to say that it ends, "
+                f"add flow.edge({name!r}, fg.END)"
+            )
+    for agent in _agents(flow):
+        for tool in agent.tools:
+            for parameter in untyped(tool):
+                yield (
+                    f"agent {agent.name!r}, tool {tool.name!r}: parameter {parameter!r} has no "
+                    f"type, so the model is told nothing of it: annotate it, e.g. "
+                    f"{parameter}: str"
+                )
 
 
 # The kinds of node the engine runs (its VISITS table has a visit for each).
