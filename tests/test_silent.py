@@ -66,3 +66,30 @@ def test_a_tool_parameter_with_no_annotation_is_a_warning(tmp_path: Path) -> Non
         match=r"agent 'clerk', tool 'lookup': parameter 'order_id' has no type.*order_id: str",
     ):
         flow.validate()
+
+
+def test_mermaid_says_otherwise_on_a_fallback_beside_conditions_as_dot_does() -> None:
+    """Item 11: DOT labelled such fallbacks "otherwise", Mermaid did not."""
+    flow = fg.Flow("branching")
+    flow.edge(fg.START, fg.ToolStep("a", lambda: 1))
+    flow.edge("a", fg.ToolStep("b", lambda: 2), when=lambda ctx: True)
+    flow.edge("a", fg.END)
+    flow.edge("b", fg.END)
+
+    mermaid = flow.to_mermaid()
+
+    assert 'n_a -->|"otherwise"| n_END' in mermaid
+    assert "n_b --> n_END" in mermaid  # a lone edge needs no word
+    assert "otherwise" in flow.to_dot()
+
+
+def test_a_picture_of_an_edge_to_an_undeclared_node_is_a_validation_error() -> None:
+    """Item 11: to_mermaid drew it as a phantom node; to_dot left it out silently."""
+    flow = fg.Flow("dangling")
+    flow.edge(fg.START, fg.ToolStep("a", lambda: 1))
+    flow.edge("a", "ghots")
+    flow.add(fg.ToolStep("ghost", lambda: 2))
+
+    for draw in (flow.to_mermaid, flow.to_dot):
+        with pytest.raises(fg.FlowValidationError, match=r"no node 'ghots' \(did you mean"):
+            draw()

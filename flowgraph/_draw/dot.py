@@ -21,6 +21,7 @@ from flowgraph._graph.human import Human
 from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Agent, Node, ToolStep
 from flowgraph._graph.subflow import SubFlow
+from flowgraph._graph.validate import check_endpoints
 from flowgraph._llm.models import Model
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ def flow_digraph(
 ) -> graphviz.Digraph:
     """The flow as a ``graphviz.Digraph``. Rendering reads the flow; it never changes it."""
     _check_options(direction, detail)
+    check_endpoints(flow)
     overlay = overlay or Overlay()
     # Deferred, as in render.py: graphviz's import would add a tenth to flowgraph's.
     import graphviz

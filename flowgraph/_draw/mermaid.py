@@ -14,6 +14,7 @@ from flowgraph._draw.overlay import Overlay
 from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Node
 from flowgraph._graph.subflow import SubFlow
+from flowgraph._graph.validate import check_endpoints
 
 if TYPE_CHECKING:
     from flowgraph._graph.plan import DeclaredFlow
@@ -42,6 +43,7 @@ def to_mermaid(
     the run stopped is styled and noted."""
     if direction not in DIRECTIONS or detail not in DETAILS:
         raise UsageError(f"use direction in {DIRECTIONS} and detail in {DETAILS}")
+    check_endpoints(flow)
     lines = [f"flowchart {'TD' if direction == 'TB' else direction}"]
     writer = _Writer(lines, detail == "full", overlay or Overlay())
     writer.flow(flow, prefix="", indent="    ")
@@ -71,12 +73,14 @@ class _Writer:
     def flow(self, flow: DeclaredFlow, prefix: str, indent: str) -> None:
         for node in (START, *flow.nodes.values(), END):
             self.node(flow, node, prefix, indent)
+        branching = {edge.source for edge in flow.edges if edge.kind != "fallback"}
         for edge in flow.edges:
-            text = (
-                edge.label
-                if edge.kind == "llm"
-                else (f"if {edge.label}()" if edge.kind == "predicate" else "")
-            )
+            if edge.kind == "llm":
+                text = edge.label
+            elif edge.kind == "predicate":
+                text = f"if {edge.label}()"
+            else:  # as DOT says it: the edge taken when no condition held
+                text = "otherwise" if edge.source in branching else ""
             label = f'|"{_escape(text)}"|' if text else ""
             source, target = self.ident(prefix + edge.source), self.ident(prefix + edge.target)
             self.lines.append(f"{indent}{source} {ARROWS[edge.kind]}{label} {target}")

@@ -110,6 +110,16 @@ def _known(flow: DeclaredFlow) -> set[str]:
     return {START.name, END.name, *flow.nodes}
 
 
+def check_endpoints(flow: DeclaredFlow) -> None:
+    """Raise ``FlowValidationError`` if an edge names a node the flow does not have (a
+    picture of it would draw a node that is not there, or leave the edge out)."""
+    problems = list(_endpoints(flow))
+    if problems:
+        raise FlowValidationError(
+            f"flow {flow.name!r} cannot be drawn: " + "; ".join(problems), problems=problems
+        )
+
+
 def _endpoints(flow: DeclaredFlow) -> Iterator[str]:
     known = _known(flow)
     for edge in flow.edges:
