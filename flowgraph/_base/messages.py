@@ -59,14 +59,11 @@ def check_history(messages: Sequence[Mapping[str, Any]], start: int = 0) -> None
         raise HistoryError(f"the tool calls {sorted(pending)} are not answered")
 
 
-class HistoryCheck:
-    """``check_history`` for one conversation that grows between requests: each check
-    reads only the messages added since the last one found valid.
-
-    Conversations are append-only (users add messages through hooks); if the checked
-    prefix is no longer in place (its last message is not where it was), the whole
-    conversation is checked again.
-    """
+class _Reader:
+    """Reads one conversation that grows, a message once: ``_unread`` says where the
+    messages not read yet begin. Conversations are append-only (users add messages
+    through hooks); if what was read is no longer in place (its last message is not
+    where it was), everything is read again."""
 
     __slots__ = ("_count", "_last")
 
@@ -74,39 +71,49 @@ class HistoryCheck:
         self._count = 0
         self._last: Mapping[str, Any] | None = None
 
-    def check(self, messages: Sequence[Mapping[str, Any]]) -> None:
+    def _unread(self, messages: Sequence[Mapping[str, Any]]) -> int:
         count = self._count
         if count and (len(messages) < count or messages[count - 1] is not self._last):
-            count = 0
-        check_history(messages, count)
+            return 0
+        return count
+
+    def _read(self, messages: Sequence[Mapping[str, Any]]) -> None:
         self._count = len(messages)
         self._last = messages[-1] if messages else None
 
 
-class CallIds:
-    """The tool call ids of one conversation that grows, read incrementally (as
-    ``HistoryCheck`` reads it), to give a reply's calls ids of their own."""
+class HistoryCheck(_Reader):
+    """``check_history`` for one conversation that grows between requests: each check
+    reads only the messages added since the last one found valid."""
 
-    __slots__ = ("_count", "_ids", "_last")
+    __slots__ = ()
+
+    def check(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        check_history(messages, self._unread(messages))
+        self._read(messages)
+
+
+class CallIds(_Reader):
+    """The tool call ids of one conversation that grows, read incrementally, to give a
+    reply's calls ids of their own."""
+
+    __slots__ = ("_ids",)
 
     def __init__(self) -> None:
-        self._count = 0
-        self._last: Mapping[str, Any] | None = None
+        super().__init__()
         self._ids: set[str] | None = None  # made at the first reply with tool calls
 
     def make_unique(self, message: Message, messages: Sequence[Mapping[str, Any]]) -> None:
         """Rename the calls of ``message`` whose id is taken (earlier in ``messages``,
         or by another call of it): a call's id names its idempotency key, and its
         answer. A provider may reuse ids across turns, or repeat one in a reply."""
-        count = self._count
-        if self._ids is None or (
-            count and (len(messages) < count or messages[count - 1] is not self._last)
-        ):
-            count, self._ids = 0, set()
+        start = self._unread(messages)
+        if start == 0 or self._ids is None:
+            start, self._ids = 0, set()
         ids = self._ids
-        for earlier in messages[count:]:
+        for earlier in messages[start:]:
             ids.update(call["id"] for call in earlier.get("tool_calls") or ())
-        self._count, self._last = len(messages), messages[-1] if messages else None
+        self._read(messages)
         for call in message.get("tool_calls") or ():
             unique, number = call["id"], 1
             while unique in ids:
