@@ -364,7 +364,7 @@ class SQLiteCheckpointer:
 
     def _lease(self, db: sqlite3.Connection, requests: list[LeaseRequest]) -> None:
         """Apply the lease requests; a transient error is waited out, up to ``GIVE_UP``."""
-        wait, until = RETRY_FIRST, time.monotonic() + GIVE_UP
+        wait, until = _longer(0.0), time.monotonic() + GIVE_UP
         while True:
             try:
                 apply(db, requests, self._owner, self.lease)
@@ -378,7 +378,7 @@ class SQLiteCheckpointer:
                         request.done.set_exception(failure)
                     return
             time.sleep(wait)
-            wait = min(RETRY_MOST, wait * 2)
+            wait = _longer(wait)
 
     def _renew(self, db: sqlite3.Connection) -> float | None:
         """Renew this store's leases when due; when next (None: it holds none)."""
@@ -444,8 +444,7 @@ class SQLiteCheckpointer:
             return None
         with self._lock:  # before what came since: a run's commits stay in order
             self._closed[:0] = left
-        waited = 0.0 if self._retry_at is None else self._retry_wait
-        self._retry_wait = min(RETRY_MOST, max(RETRY_FIRST, waited * 2))
+        self._retry_wait = _longer(0.0 if self._retry_at is None else self._retry_wait)
         self._retry_at = time.monotonic() + self._retry_wait
         return self._retry_at
 
@@ -571,6 +570,12 @@ class SQLiteCheckpointer:
     def _list(self, flow: str | None, limit: int) -> list[RunInfo]:
         with self._reading() as db:
             return read_runs(db, self.path, flow, limit)
+
+
+def _longer(wait: float) -> float:
+    """The wait before the next try after a transient error: twice the last, from
+    ``RETRY_FIRST`` up to ``RETRY_MOST``."""
+    return min(RETRY_MOST, max(RETRY_FIRST, wait * 2))
 
 
 def _by_run(segments: list[Segment]) -> dict[str, list[Segment]]:
