@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flowgraph._base.bridge import run_sync
+from flowgraph._base.bridge import blocks_a_loop, run_sync
 from flowgraph._base.checks import check_count, check_seconds
 from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import RunError
@@ -65,6 +65,8 @@ class Flow(FlowSpec):
         >>> _ = flow.edge(refund, fg.END)
         >>> flow.validate()
     """
+
+    _warned_blocking = False  # run() inside a running loop said so (see _wait)
 
     def model_of(self, node: Node | str) -> Model:
         """The model ``node``'s requests go to: its own, else the flow's, else the
@@ -211,8 +213,12 @@ class Flow(FlowSpec):
         deadline: float | None = None,
     ) -> RunResult:
         """Run the flow and wait for it: from a script, or inside Jupyter's running
-        loop. Ctrl-C cancels the run cleanly. Arguments as for ``arun``."""
-        return run_sync(
+        loop. Ctrl-C cancels the run cleanly. Arguments as for ``arun``.
+
+        Called inside a running event loop elsewhere (``asyncio.run(main())``, a web
+        handler) it works, but blocks that loop until the run ends: a
+        ``RuntimeWarning`` says so, once per flow; ``await flow.arun()`` there."""
+        return self._wait(
             self.arun(
                 input,
                 context=context,
@@ -259,7 +265,7 @@ class Flow(FlowSpec):
             >>> flow.resume(result.run_id, store="runs.db", reply="yes").status  # doctest: +SKIP
             'completed'
         """
-        return run_sync(
+        return self._wait(
             self.aresume(
                 run_id,
                 store=store,
@@ -271,11 +277,25 @@ class Flow(FlowSpec):
             )
         )
 
+    def _wait(self, coro: Coroutine[Any, Any, RunResult]) -> RunResult:
+        """``run_sync(coro)``, saying once per flow when that blocks a running loop."""
+        if blocks_a_loop() and not self._warned_blocking:
+            self._warned_blocking = True
+            warnings.warn(
+                f"flow {self.name!r}: flow.run() or flow.resume() was called inside a running "
+                "event loop, which it blocks until the run ends (nothing else on that loop "
+                "runs meanwhile); use `await flow.arun(...)` or `await flow.aresume(...)` "
+                "there instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return run_sync(coro)
+
     # -- stored runs ----------------------------------------------------------------
 
     def runs(self, store: Store, *, limit: int = 100) -> list[RunInfo]:
-        check_count(limit, "flow.runs(limit=...)", error=UsageError)
         """This flow's runs in ``store``, newest first: status, path, age, usage."""
+        check_count(limit, "flow.runs(limit=...)", error=UsageError)
         checkpointer = open_store(store)
         assert checkpointer is not None
         return run_sync(checkpointer.list_runs(self.name, limit))

@@ -93,3 +93,36 @@ def test_a_picture_of_an_edge_to_an_undeclared_node_is_a_validation_error() -> N
     for draw in (flow.to_mermaid, flow.to_dot):
         with pytest.raises(fg.FlowValidationError, match=r"no node 'ghots' \(did you mean"):
             draw()
+
+
+def test_run_inside_a_running_loop_warns_once_per_flow_naming_arun() -> None:
+    """flow.run() inside asyncio.run(main()) blocked that loop for the whole run
+    without a word (item 1). It still works (Jupyter and outside code rely on it);
+    it says so once per flow, and points at the caller's line."""
+    import asyncio
+
+    flow, other = one_step(), one_step()
+
+    async def main() -> list[warnings.WarningMessage]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert flow.run("a").status == "completed"
+            assert flow.run("b").status == "completed"
+            other.run("c")
+        return caught
+
+    caught = [w for w in asyncio.run(main()) if issubclass(w.category, RuntimeWarning)]
+    assert len(caught) == 2, [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert "flow 'one'" in message and "await flow.arun(" in message
+    assert caught[0].filename == __file__
+
+
+def test_run_from_plain_code_or_a_worker_thread_does_not_warn() -> None:
+    import concurrent.futures
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert one_step().run("a").status == "completed"
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            assert pool.submit(one_step().run, "b").result().status == "completed"

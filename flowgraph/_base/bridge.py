@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -66,6 +67,16 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         with contextlib.suppress(BaseException):
             done.result(timeout=CLEANUP_SECONDS)
         raise
+
+
+def blocks_a_loop() -> bool:
+    """Whether a ``run_sync`` here would block an event loop running in the caller's
+    thread (an ``asyncio.run(main())`` script, a web handler), outside IPython and
+    Jupyter, where blocking the cell's loop is what the user expects."""
+    if asyncio._get_running_loop() is None:
+        return False
+    ipython = sys.modules.get("IPython")
+    return ipython is None or getattr(ipython, "get_ipython", lambda: None)() is None
 
 
 async def _caught(coro: Coroutine[Any, Any, T]) -> tuple[T | None, BaseException | None]:
