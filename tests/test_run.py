@@ -131,7 +131,9 @@ def test_run_works_inside_a_running_event_loop_as_in_jupyter() -> None:
     async def notebook_cell() -> str:
         return str(flow.run("go").output)  # a sync call while this loop is running
 
-    assert asyncio.run(notebook_cell()) == "done"
+    # Outside IPython it works too, and warns that it blocks the loop (test_silent.py).
+    with pytest.warns(RuntimeWarning, match="blocks until the run ends"):
+        assert asyncio.run(notebook_cell()) == "done"
 
 
 def test_arun_is_the_async_core() -> None:

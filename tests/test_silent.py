@@ -126,3 +126,47 @@ def test_run_from_plain_code_or_a_worker_thread_does_not_warn() -> None:
         assert one_step().run("a").status == "completed"
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             assert pool.submit(one_step().run, "b").result().status == "completed"
+
+
+RUNS_AND_EXITS = """
+import asyncio, gc, sys
+import flowgraph as fg
+from flowgraph.testing import ScriptedServer, tool_call
+
+def lookup(order_id: str) -> str:
+    '''Look an order up.'''
+    return "shipped"
+
+with ScriptedServer([tool_call("lookup", {"order_id": "A-1"}), "Shipped.", "Again."]) as server:
+    flow = fg.Flow("f", model=server.model())
+    clerk = fg.Agent("clerk", "Help.", tools=[lookup])
+    flow.edge(fg.START, clerk)
+    flow.edge(clerk, fg.END)
+    if sys.argv[1] == "run":
+        print(flow.run("Where is A-1?").output)
+    else:
+        print(asyncio.run(flow.arun("Where is A-1?")).output)
+    gc.collect()
+print("end")
+"""
+
+
+@pytest.mark.parametrize("how", ["run", "arun"])
+def test_a_run_leaves_no_unclosed_transport_behind(how: str, tmp_path: Path) -> None:
+    """-W default showed 'ResourceWarning: unclosed transport' on every run (item 5):
+    the client's connections were never closed, neither when asyncio.run's loop ended
+    nor when the process did."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(RUNS_AND_EXITS)
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "always::ResourceWarning", str(script), how],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Shipped.", "end"]
+    assert "ResourceWarning" not in done.stderr, done.stderr

@@ -11,12 +11,13 @@ its cleanup is awaited, and ``KeyboardInterrupt`` is raised again.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import contextvars
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from flowgraph._base.errors import UsageError
@@ -39,6 +40,40 @@ def _portal() -> asyncio.AbstractEventLoop:
             )
             _thread.start()
         return _loop
+
+
+@atexit.register
+def _close_portal() -> None:
+    """At exit, close what lives as long as the portal loop (``close_with_loop``)."""
+    if _loop is not None and _thread is not None and _thread.is_alive():
+        closing = asyncio.run_coroutine_threadsafe(_loop.shutdown_asyncgens(), _loop)
+        with contextlib.suppress(BaseException):
+            closing.result(timeout=CLEANUP_SECONDS)
+
+
+def close_with_loop(aclose: Callable[[], Awaitable[object]]) -> AsyncGenerator[None, None]:
+    """Have ``aclose()`` awaited when the running loop ends, and return the handle
+    that keeps that promise: hold it as long as the thing it closes lives.
+
+    Clients are bound to the event loop that opened their connections, and nothing
+    else closes them: unclosed, each connection is a ``ResourceWarning`` when it is
+    collected. The handle is an async generator started on the running loop, whose
+    ``finally`` awaits ``aclose()``: the loop's ``shutdown_asyncgens()`` runs it
+    (``asyncio.run`` does at its end, the portal loop at exit), and so does the loop
+    when the handle is collected first.
+    """
+    handle = _closing(aclose)
+    step = handle.__anext__()  # registers the generator with the running loop's hooks
+    with contextlib.suppress(StopIteration):
+        step.send(None)  # and runs it to its ``yield``: nothing before that awaits
+    return handle
+
+
+async def _closing(aclose: Callable[[], Awaitable[object]]) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await aclose()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -72,8 +107,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 def blocks_a_loop() -> bool:
     """Whether a ``run_sync`` here would block an event loop running in the caller's
     thread (an ``asyncio.run(main())`` script, a web handler), outside IPython and
-    Jupyter, where blocking the cell's loop is what the user expects."""
-    if asyncio._get_running_loop() is None:
+    Jupyter, where blocking the cell's loop is what the user expects. On the portal's
+    own loop ``run_sync`` refuses instead."""
+    if asyncio._get_running_loop() is None or threading.current_thread() is _thread:
         return False
     ipython = sys.modules.get("IPython")
     return ipython is None or getattr(ipython, "get_ipython", lambda: None)() is None

@@ -6,9 +6,11 @@ import asyncio
 import json
 import os
 import weakref
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from flowgraph._base.bridge import close_with_loop
 from flowgraph._base.context import Usage
 from flowgraph._base.errors import ConfigurationError, FlowValidationError
 from flowgraph._base.messages import Message
@@ -101,10 +103,11 @@ class OpenAIModel:
             self._client_options["timeout"] = timeout
         self._api_key = api_key
         self._client = client.with_options(max_retries=0) if client is not None else None
-        # httpx connections belong to the event loop that opened them: one client per loop.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
-            weakref.WeakKeyDictionary()
-        )
+        # httpx connections belong to the event loop that opened them: one client per
+        # loop, closed when that loop ends or when this model is dropped.
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncOpenAI, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -115,16 +118,16 @@ class OpenAIModel:
         if self._client is not None:
             return self._client
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            # Deferred: importing openai takes longer than importing all of flowgraph,
-            # and many programs import flowgraph without sending a request.
-            from openai import AsyncOpenAI
+        if (held := self._clients.get(loop)) is not None:
+            return held[0]
+        # Deferred: importing openai takes longer than importing all of flowgraph,
+        # and many programs import flowgraph without sending a request.
+        from openai import AsyncOpenAI
 
-            client = AsyncOpenAI(
-                base_url=self.base_url, api_key=self._api_key or _env_key(), **self._client_options
-            )
-            self._clients[loop] = client
+        client = AsyncOpenAI(
+            base_url=self.base_url, api_key=self._api_key or _env_key(), **self._client_options
+        )
+        self._clients[loop] = (client, close_with_loop(client.close))
         return client
 
     async def complete(
