@@ -221,3 +221,98 @@ def test_run_with_a_store_pauses_and_runs_resume_finishes(
     resume = ["runs", "resume", target, paused["run_id"], "--store", str(store), "--json"]
     assert main([*resume, "--reply", "no"]) == 0
     assert json.loads(capsys.readouterr().out)["path"] == ["approve"]
+
+
+AGENTS = """\
+import flowgraph as fg
+
+
+def build_flow() -> fg.Flow:
+    flow = fg.Flow("desk")
+    flow.edge(fg.START, fg.Agent("drafter", "Draft a reply."))
+    flow.edge("drafter", fg.Human("approve", prompt="Send it?"))
+    flow.edge("approve", fg.Agent("sender", "Send the reply."))
+    flow.edge("sender", fg.Agent("closer", "Close the ticket."))
+    flow.edge("closer", fg.END)
+    return flow
+"""
+
+
+@pytest.fixture
+def agents_file(tmp_path: Path) -> Path:
+    path = tmp_path / "desk.py"
+    path.write_text(AGENTS)
+    return path
+
+
+@pytest.fixture
+def no_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowgraph._llm import local
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(local, "gguf_path", lambda: None)  # as if not installed
+
+
+def test_a_run_started_with_model_options_resumes_with_them(
+    agents_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runs resume` had no --model, --base-url, --api-key: a run started with
+    `flowgraph run --model ... --base-url ...` could not be resumed (issue 17, item 6)."""
+    from flowgraph.testing import ScriptedServer
+
+    target = f"{agents_file}:build_flow"
+    with ScriptedServer(["Draft: sorry for the delay.", "Sent.", "Closed."]) as server:
+        model = ["--model", "scripted", "--base-url", server.url, "--api-key", "test"]
+        assert main(["run", target, "Reply to Ada", *model, "--store", str(store)]) == 5
+        out, err = capsys.readouterr()
+        assert out == "Send it?\n"
+        (listed,) = json.loads(main_json(["runs", "list", "--store", str(store), "--json"], capsys))
+        run_id = listed["run_id"]
+        # The hint names the model options the run needs (never the key).
+        assert (
+            f"reply: flowgraph runs resume {target} {run_id} --store {store} "
+            f"--model scripted --base-url {server.url} --reply TEXT"
+        ) in err
+        resume = ["runs", "resume", target, run_id, "--store", str(store), *model]
+        assert main([*resume, "--reply", "yes"]) == 0
+        assert capsys.readouterr().out == "Closed.\n"
+        assert [request.model for request in server.requests] == ["scripted"] * 3
+
+
+def main_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_validate_checks_structure_without_a_model_and_says_once_that_none_is_set(
+    agents_file: Path, no_default_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """validate needed a model even to check the structure, failed every agent with
+    exit 3 (the help says 4) and printed the same fix once per agent (items 6, 8)."""
+    assert main(["validate", f"{agents_file}:build_flow"]) == 4
+    out, err = capsys.readouterr()
+    assert out == "flow 'desk' is valid: 4 nodes, 5 edges\n"
+    assert err.startswith(
+        "flowgraph: flow 'desk' has no model to run on: agent 'drafter', agent 'sender' and "
+        "agent 'closer' need a model: no model is configured."
+    )
+    assert err.count("pip install 'flowgraph[local]'") == 1
+    assert "--model NAME" in err
+
+    assert main(["run", f"{agents_file}:build_flow", "hi"]) == 4
+    assert "has no model to run on" in capsys.readouterr().err
+    model = ["--model", "m", "--base-url", "http://127.0.0.1:9/v1"]
+    assert main(["validate", f"{agents_file}:build_flow", *model]) == 0  # no request made
+    assert capsys.readouterr().out == "flow 'desk' is valid: 4 nodes, 5 edges\n"
+
+
+def test_validate_a_broken_flow_with_no_model_names_the_structure_first(
+    tmp_path: Path, no_default_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text(AGENTS.replace('flow.edge("closer", fg.END)', 'flow.edge("closr", fg.END)'))
+
+    assert main(["validate", f"{broken}:build_flow"]) == 3
+    err = capsys.readouterr().err
+    assert "there is no node 'closr' (did you mean 'closer'?)" in err
+    assert "no model" not in err

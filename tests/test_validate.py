@@ -125,17 +125,40 @@ def test_no_model_for_an_agent_or_an_llm_condition(monkeypatch: pytest.MonkeyPat
 
     with pytest.raises(fg.FlowValidationError) as caught:
         flow.validate()
-    first, second = caught.value.problems
-    assert first.startswith(
-        "agent 'agent' has no model: no model is configured. Pass "
-        "model=fg.OpenAIModel('gpt-4.1-mini')"
+    # One problem naming all that needs a model, the fix said once (issue 17, item 8).
+    (problem,) = caught.value.problems
+    assert problem.startswith(
+        "agent 'agent' and the LLM condition of edge 'check' -> 'agent' need a model: "
+        "no model is configured. Pass model=fg.OpenAIModel('gpt-4.1-mini')"
     )
-    assert second.startswith(
-        "edge 'check' -> 'agent' has an LLM condition, but 'check' has no model to evaluate it"
-    )
-    assert "pip install 'flowgraph[local]'" in second
+    assert problem.count("pip install 'flowgraph[local]'") == 1
     flow.model = MODEL
     flow.validate()  # the flow's model serves both
+
+
+def test_no_model_in_a_sub_flow_is_named_with_the_rest_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(_local, "gguf_path", lambda: None)
+    inner = fg.Flow("inner")
+    inner.edge(fg.START, fg.Agent("helper"))
+    inner.edge("helper", fg.END)
+    lent = fg.Flow("lent", model=MODEL)  # its own model: nothing in it is missing one
+    lent.edge(fg.START, fg.Agent("fine"))
+    lent.edge("fine", fg.END)
+    outer = fg.Flow("outer")
+    outer.edge(fg.START, fg.Agent("lead"))
+    outer.edge("lead", inner)
+    outer.edge(inner, lent)
+    outer.edge(lent, fg.END)
+
+    with pytest.raises(fg.FlowValidationError) as caught:
+        outer.validate()
+    (problem,) = caught.value.problems
+    assert problem.startswith("agent 'lead' and agent 'helper' in sub-flow 'inner' need a model")
+    outer.model = MODEL
+    outer.validate()  # lent to the sub-flow too
 
 
 def bad_tool(*orders: str) -> str:

@@ -49,7 +49,14 @@ from flowgraph._command.common import (
     positive_int,
 )
 from flowgraph._command.load import load_flow
-from flowgraph._command.report import check_run_options, read_key, report_run
+from flowgraph._command.model import (
+    MODEL_HELP,
+    add_model_options,
+    apply_model,
+    check_model_options,
+    check_ready,
+)
+from flowgraph._command.report import check_run_options, report_run
 from flowgraph._command.runs import add_runs
 
 if TYPE_CHECKING:
@@ -80,17 +87,19 @@ examples:
 
 {EXIT_CODES}"""
 VALIDATE_EPILOG = f"""\
-example:
+Checks the graph's structure (exit 3 when broken) and then that every agent and
+LLM condition has a model to ask (exit 4 when none is set: give one with --model,
+or set OPENAI_API_KEY). No request is made.
+
+examples:
   flowgraph validate {EXAMPLE}
+  flowgraph validate flow.py --model llama3.1 --base-url http://localhost:11434/v1
 
 {EXIT_CODES}"""
 RUN_EPILOG = f"""\
 The answer goes to stdout; the path taken and the status go to stderr.
 
---model replaces the flow's model (flow.model) with an OpenAI-compatible one;
-agents and tool steps that set their own model keep it. Without --model the
-flow's own model is used, else OpenAI when OPENAI_API_KEY is set, else the
-bundled local model.
+{MODEL_HELP}
 
 examples:
   flowgraph run {EXAMPLE} "Where is order B-7?"
@@ -204,6 +213,7 @@ def _add_validate(commands: Commands) -> None:
     parser = _command(
         commands, "validate", "check the flow's graph, without running it", VALIDATE_EPILOG
     )
+    add_model_options(parser)
     parser.set_defaults(command=validate_command)
 
 
@@ -211,21 +221,7 @@ def _add_run(commands: Commands) -> None:
     parser = _command(commands, "run", "run the flow on one input and print its answer", RUN_EPILOG)
     parser.add_argument("input", help="the user's message; '-' reads it from stdin")
     parser.add_argument("--context", metavar="JSON", help="the context variables, a JSON object")
-    parser.add_argument("--model", metavar="NAME", help="the model of the flow, e.g. gpt-4.1-mini")
-    parser.add_argument(
-        "--base-url", metavar="URL", help="an OpenAI-compatible server (with --model)"
-    )
-    parser.add_argument(
-        "--api-key",
-        metavar="KEY",
-        help="the server's API key (with --model; default: $OPENAI_API_KEY). A key on the "
-        "command line shows in process listings: prefer $OPENAI_API_KEY or --api-key-file",
-    )
-    parser.add_argument(
-        "--api-key-file",
-        metavar="PATH",
-        help="read the server's API key from this file (with --model)",
-    )
+    add_model_options(parser)
     parser.add_argument(
         "--max-steps", metavar="N", type=positive_int, help="the most node visits the run may make"
     )
@@ -274,13 +270,16 @@ def _file_name(name: str) -> str:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    """``flowgraph validate``: say the flow is valid, or raise its problems."""
+    """``flowgraph validate``: say the flow is valid, or raise its problems; then
+    that it has no model, if it has none."""
+    check_model_options(args)
     flow = load_flow(args.target)
-    flow.validate()
-    print(
+    apply_model(flow, args)
+    valid = (
         f"flow {flow.name!r} is valid: {count(len(flow.nodes), 'node')}, "
         f"{count(len(flow.edges), 'edge')}"
     )
+    check_ready(flow, said=valid)
     return 0
 
 
@@ -307,9 +306,8 @@ def run_command(args: argparse.Namespace) -> int:
     check_run_options(args)
     text = sys.stdin.read() if args.input == "-" else args.input
     flow = load_flow(args.target)
-    if args.model is not None:
-        api_key = args.api_key or read_key(args.api_key_file)
-        flow.model = fg.OpenAIModel(args.model, base_url=args.base_url, api_key=api_key)
+    apply_model(flow, args)
+    check_ready(flow)
     return report_run(
         lambda: flow.run(text, context=context, max_steps=args.max_steps, store=args.store), args
     )

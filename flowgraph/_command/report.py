@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 import flowgraph as fg
 from flowgraph._command.common import FORMATS, CliError
+from flowgraph._command.model import check_model_options
 
 
 def report_run(start: Callable[[], fg.RunResult], args: argparse.Namespace) -> int:
@@ -28,27 +30,9 @@ def report_run(start: Callable[[], fg.RunResult], args: argparse.Namespace) -> i
     return {"failed": 1, "waiting": 5}.get(result.status, 0)
 
 
-def read_key(path: str | None) -> str | None:
-    """The API key in the file at ``path`` (None: no file given)."""
-    if path is None:
-        return None
-    try:
-        key = Path(path).read_text().strip()
-    except OSError as exc:
-        raise CliError(f"--api-key-file {path}: cannot read it ({exc.strerror})") from exc
-    if not key:
-        raise CliError(f"--api-key-file {path}: the file is empty")
-    return key
-
-
 def check_run_options(args: argparse.Namespace) -> None:
     """Refuse a bad combination before the run: a run may cost requests."""
-    if args.model is None and (args.base_url or args.api_key or args.api_key_file):
-        option = "--base-url" if args.base_url else "--api-key"
-        raise CliError(
-            f"{option} needs --model, the model to ask there, e.g. "
-            "--model llama3.1 --base-url http://localhost:11434/v1"
-        )
+    check_model_options(args)
     suffix = Path(args.draw or "").suffix.lstrip(".").lower()
     if suffix not in ("", *FORMATS):
         raise CliError(
@@ -91,9 +75,20 @@ def _report(result: fg.RunResult, args: argparse.Namespace) -> None:
         print(f"status: {result.status} ({result.reason}); {_usage(result)}", file=sys.stderr)
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
+        if result.waiting is not None and args.store:
+            print(f"reply: {_resume_line(result, args)}", file=sys.stderr)
     if args.draw:
         result.render(args.draw)
         print(f"drawn: {args.draw}", file=sys.stderr)
+
+
+def _resume_line(result: fg.RunResult, args: argparse.Namespace) -> str:
+    """The command that answers a waiting run, with the model options it ran with."""
+    words = [args.target, result.run_id, "--store", args.store]
+    for option in ("model", "base_url"):
+        if getattr(args, option, None):
+            words += [f"--{option.replace('_', '-')}", getattr(args, option)]
+    return f"flowgraph runs resume {shlex.join(words)} --reply TEXT"
 
 
 def _output_text(output: object) -> str:

@@ -31,7 +31,8 @@ from flowgraph._command.common import (
     positive_int,
 )
 from flowgraph._command.load import load_flow
-from flowgraph._command.report import report_run
+from flowgraph._command.model import MODEL_HELP, add_model_options, apply_model, check_ready
+from flowgraph._command.report import check_run_options, report_run
 from flowgraph._store.open import open_store
 from flowgraph._store.records import run_info
 
@@ -76,7 +77,10 @@ examples:
 RESUME_EPILOG = f"""\
 Goes on from the run's last committed step, with the flow it ran on, and prints
 the result as `flowgraph run` does: the answer on stdout, the path and status on
-stderr. A run that pauses again prints its prompt and exits 5.
+stderr. A run that pauses again prints its prompt and exits 5. A run started with
+`flowgraph run --model ...` resumes with the same --model, --base-url and key.
+
+{MODEL_HELP}
 
 examples:
   flowgraph runs resume flow.py 3f2a9c41 --store runs.db --reply yes
@@ -143,6 +147,7 @@ def _add_resume(actions: Commands) -> None:
         metavar="TEXT",
         help="the answer to a waiting run's prompt; '-' reads it from stdin",
     )
+    add_model_options(parser)
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     parser.add_argument("--draw", metavar="PATH", help="also draw the run over the graph to PATH")
     parser.set_defaults(command=resume_command)
@@ -180,16 +185,12 @@ def show_command(args: argparse.Namespace) -> int:
 def resume_command(args: argparse.Namespace) -> int:
     """``flowgraph runs resume``: go on with the run, print it as ``flowgraph run`` does."""
     _check_store(args.store)
+    check_run_options(args)
     reply = sys.stdin.read().rstrip("\n") if args.reply == "-" else args.reply
     flow = load_flow(args.target)
-    code = report_run(lambda: flow.resume(args.run_id, store=args.store, reply=reply), args)
-    if code == 5 and not args.json:
-        print(
-            f"reply: flowgraph runs resume {args.target} {args.run_id} "
-            f"--store {args.store} --reply TEXT",
-            file=sys.stderr,
-        )
-    return code
+    apply_model(flow, args)
+    check_ready(flow)
+    return report_run(lambda: flow.resume(args.run_id, store=args.store, reply=reply), args)
 
 
 # -- the store ----------------------------------------------------------------------------

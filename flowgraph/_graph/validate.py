@@ -26,9 +26,12 @@ if TYPE_CHECKING:
     from flowgraph._graph.plan import DeclaredFlow
 
 
-def validate(flow: DeclaredFlow) -> None:
-    """Raise ``FlowValidationError`` listing every problem of ``flow``."""
-    problems = list(_problems(flow, within=(), inherited=False))
+def validate(flow: DeclaredFlow, *, models: bool = True) -> None:
+    """Raise ``FlowValidationError`` listing every problem of ``flow``; with
+    ``models=False`` its structure only (``needs_model`` says the rest)."""
+    problems = list(_problems(flow, within=()))
+    if models and (missing := needs_model(flow)):
+        problems.append(no_model(missing))
     for notice in _notices(flow) if not problems else ():
         warnings.warn(f"flow {flow.name!r}: {notice}", FlowgraphWarning, stacklevel=4)
     if problems:
@@ -41,18 +44,50 @@ def validate(flow: DeclaredFlow) -> None:
         raise FlowValidationError(text, problems=problems)
 
 
-def _problems(flow: DeclaredFlow, within: tuple[int, ...], inherited: bool) -> Iterator[str]:
-    """``inherited``: a parent flow lends this (sub-)flow its model."""
+def _problems(flow: DeclaredFlow, within: tuple[int, ...]) -> Iterator[str]:
     yield from _kinds(flow)
     yield from _endpoints(flow)
     yield from _start_and_end(flow)
     yield from _reachability(flow)
     yield from _exits(flow)
     yield from _nested(flow)
-    has_model = inherited or flow.model is not None
-    yield from _subflows(flow, (*within, id(flow)), has_model)
+    yield from _subflows(flow, (*within, id(flow)))
     yield from _tools(flow)
-    yield from _models(flow, has_model)
+
+
+def needs_model(flow: DeclaredFlow) -> list[str]:
+    """The agents and LLM conditions of ``flow`` (and its sub-flows) that have no model
+    to ask: none when a default model is available."""
+    if default_model_available():
+        return []
+    return list(_modelless(flow, where="", seen=set()))
+
+
+def no_model(missing: list[str]) -> str:
+    """The problem of ``needs_model``'s answer, said once with its fix."""
+    listed = ", ".join(missing[:-1]) + f" and {missing[-1]}" if len(missing) > 1 else missing[0]
+    return f"{listed} {'need' if len(missing) > 1 else 'needs'} a model: {NO_MODEL}"
+
+
+def _modelless(flow: DeclaredFlow, where: str, seen: set[int]) -> Iterator[str]:
+    """What needs a model in a flow without one (a parent's model serves its sub-flows)."""
+    if flow.model is not None or id(flow) in seen:
+        return
+    seen.add(id(flow))
+    for agent in _agents(flow):
+        if agent.model is None:
+            yield f"agent {agent.name!r}{where}"
+    for edge in flow.edges:
+        node = flow.nodes.get(edge.source)
+        if (
+            edge.kind == "llm"
+            and not isinstance(node, Agent)
+            and (node is None or node.model is None)
+        ):
+            yield f"the LLM condition of {edge.describe()}{where}"
+    for node in flow.nodes.values():
+        if isinstance(node, SubFlow):
+            yield from _modelless(node.flow, f" in sub-flow {node.name!r}{where}", seen)
 
 
 def _notices(flow: DeclaredFlow) -> Iterator[str]:
@@ -183,14 +218,14 @@ def _nested(flow: DeclaredFlow) -> Iterator[str]:
             yield from node.problems()
 
 
-def _subflows(flow: DeclaredFlow, within: tuple[int, ...], has_model: bool) -> Iterator[str]:
+def _subflows(flow: DeclaredFlow, within: tuple[int, ...]) -> Iterator[str]:
     for node in flow.nodes.values():
         if not isinstance(node, SubFlow):
             continue
         if id(node.flow) in within:
             yield f"sub-flow {node.name!r} contains itself: a flow cannot run inside itself"
             continue
-        for problem in _problems(node.flow, within, has_model):
+        for problem in _problems(node.flow, within):
             yield f"sub-flow {node.name!r}: {problem}"
 
 
@@ -214,25 +249,6 @@ def _tools(flow: DeclaredFlow) -> Iterator[str]:
                     "hand-offs; rename it with fg.Tool(fn, name=...)"
                 )
             names.add(tool.name)
-
-
-def _models(flow: DeclaredFlow, has_model: bool) -> Iterator[str]:
-    if has_model or default_model_available():
-        return
-    for agent in _agents(flow):
-        if agent.model is None:
-            yield f"agent {agent.name!r} has no model: {NO_MODEL}"
-    for edge in flow.edges:
-        node = flow.nodes.get(edge.source)
-        if (
-            edge.kind == "llm"
-            and not isinstance(node, Agent)
-            and (node is None or node.model is None)
-        ):
-            yield (
-                f"{edge.describe()} has an LLM condition, but {edge.source!r} has no model "
-                f"to evaluate it: {NO_MODEL}"
-            )
 
 
 def _agents(flow: DeclaredFlow) -> Iterator[Agent]:
