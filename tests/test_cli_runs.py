@@ -12,6 +12,8 @@ import pytest
 import flowgraph as fg
 from flowgraph._command.main import main
 
+from .test_stores import ListStore
+
 FLOW = """\
 import flowgraph as fg
 
@@ -316,3 +318,80 @@ def test_validate_a_broken_flow_with_no_model_names_the_structure_first(
     err = capsys.readouterr().err
     assert "there is no node 'closr' (did you mean 'closer'?)" in err
     assert "no model" not in err
+
+
+def test_show_and_resume_take_a_unique_prefix_of_the_run_id(
+    flow_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runs show 3f2a9c41`: the 8 characters the pictures and the help show were
+    refused (issue 17, item 7)."""
+    run_id = start_run(flow_file, store)
+
+    assert main(["runs", "show", run_id[:8], "--store", str(store)]) == 0
+    assert f"run:      {run_id}\n" in capsys.readouterr().out
+    resume = ["runs", "resume", f"{flow_file}:build_flow", run_id[:5], "--store", str(store)]
+    assert main([*resume, "--reply", "no"]) == 0
+    assert "status: completed" in capsys.readouterr().err
+
+
+def test_an_ambiguous_prefix_lists_the_matches_and_an_exact_id_always_wins(
+    flow_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(flow_file.read_text(), str(flow_file), "exec"), namespace)
+    flow = namespace["build_flow"]()
+    assert isinstance(flow, fg.Flow)
+    store = tmp_path / "named.db"
+    for run_id in ("order-1", "order-10", "order-2", "other"):
+        flow.run("Refund", context={"order": run_id}, run_id=run_id, store=store)
+
+    assert main(["runs", "show", "order", "--store", str(store)]) == 2
+    assert (
+        "'order' begins the ids of 3 runs in "
+        f"{str(store)!r} (order-1, order-10, order-2): "
+        "give more of the id"
+    ) in capsys.readouterr().err
+    assert main(["runs", "show", "order-1", "--store", str(store)]) == 0  # exact, not ambiguous
+    assert "run:      order-1\n" in capsys.readouterr().out
+    assert main(["runs", "show", "ot", "--store", str(store)]) == 0
+    assert "run:      other\n" in capsys.readouterr().out
+    assert main(["runs", "show", "x", "--store", str(store)]) == 2
+    assert "there is no run 'x' in the store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "store",
+    [fg.MemoryCheckpointer(), "runs.db", ListStore()],
+    ids=["memory", "sqlite", "own store, read in full"],
+)
+def test_find_runs_by_prefix_in_every_store(store: object, tmp_path: Path) -> None:
+    import asyncio
+
+    from flowgraph._store.open import open_store
+    from flowgraph._store.protocol import find_runs
+
+    where = tmp_path / store if isinstance(store, str) else store
+    checkpointer = open_store(where)  # type: ignore[arg-type]
+    assert checkpointer is not None
+    flow = fg.Flow("ids")
+    flow.edge(fg.START, fg.ToolStep("noop", lambda: None))
+    flow.edge("noop", fg.END)
+    # Ranges end on the next character; after U+D7FF (then surrogates) and U+10FFFF
+    # there is none, and every id is checked.
+    ids = ["ab", "abc", "ab\ud7ffc", "a\U0010ffffb", "c\U0010ffffd", "d\ud7ffe", "b"]
+    for run_id in ids:
+        flow.run("x", run_id=run_id, store=checkpointer)
+
+    def find(prefix: str, limit: int = 10) -> list[str]:
+        return asyncio.run(find_runs(checkpointer, prefix, limit))
+
+    assert find("") == sorted(ids)
+    assert find("", limit=2) == sorted(ids)[:2]
+    assert find("a") == sorted(ids)[:4]
+    assert find("ab") == ["ab"]  # exactly one's id, and the start of others'
+    assert find("abc") == ["abc"]
+    assert find("a\U0010ffff") == ["a\U0010ffffb"]
+    assert find("c\U0010ffff") == ["c\U0010ffffd"]
+    assert find("d\ud7ff") == ["d\ud7ffe"]
+    assert find("ab\ud7fe") == []
+    assert find("bb") == []

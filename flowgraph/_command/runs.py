@@ -34,6 +34,7 @@ from flowgraph._command.load import load_flow
 from flowgraph._command.model import MODEL_HELP, add_model_options, apply_model, check_ready
 from flowgraph._command.report import check_run_options, report_run
 from flowgraph._store.open import open_store
+from flowgraph._store.protocol import find_runs
 from flowgraph._store.records import run_info
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from flowgraph._store.records import Commit, RunInfo
 
 PATH_WIDTH = 40
+MATCHES_SHOWN = 10
 LINE_WIDTH = 100
 RUNS_HELP = "list, show and resume the runs kept in a store (a SQLite file)"
 RUNS_DESCRIPTION = """\
@@ -131,7 +133,11 @@ def _add_show(actions: Commands) -> None:
     parser = _action(
         actions, "show", "show one run: its status, path, usage and conversation", SHOW_EPILOG
     )
-    parser.add_argument("run_id", metavar="RUN_ID", help="the run's id, as `runs list` shows it")
+    parser.add_argument(
+        "run_id",
+        metavar="RUN_ID",
+        help="the run's id, or its start (e.g. the 8 characters a picture shows)",
+    )
     parser.add_argument("--json", action="store_true", help="print the run as JSON")
     parser.set_defaults(command=show_command)
 
@@ -141,7 +147,11 @@ def _add_resume(actions: Commands) -> None:
         actions, "resume", "go on with a stored run and print its answer", RESUME_EPILOG
     )
     parser.add_argument("target", metavar="FILE.py[:NAME]", help=TARGET_HELP)
-    parser.add_argument("run_id", metavar="RUN_ID", help="the run's id, as `runs list` shows it")
+    parser.add_argument(
+        "run_id",
+        metavar="RUN_ID",
+        help="the run's id, or its start (e.g. the 8 characters a picture shows)",
+    )
     parser.add_argument(
         "--reply",
         metavar="TEXT",
@@ -171,12 +181,9 @@ def list_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """``flowgraph runs show``: one run in words, or as JSON."""
-    snapshot = run_sync(_open(args.store).load(args.run_id))
-    if snapshot is None:
-        raise CliError(
-            f"there is no run {args.run_id!r} in the store {args.store!r}; "
-            f"`flowgraph runs list --store {args.store}` lists its runs"
-        )
+    store = _open(args.store)
+    snapshot = run_sync(store.load(_run_id(store, args.run_id, args.store)))
+    assert snapshot is not None  # found, and runs are never deleted
     info = run_info(snapshot)
     print(_show_json(snapshot, info) if args.json else _show_text(snapshot, info, args.store))
     return 0
@@ -187,10 +194,11 @@ def resume_command(args: argparse.Namespace) -> int:
     _check_store(args.store)
     check_run_options(args)
     reply = sys.stdin.read().rstrip("\n") if args.reply == "-" else args.reply
+    run_id = _run_id(_open(args.store), args.run_id, args.store)
     flow = load_flow(args.target)
     apply_model(flow, args)
     check_ready(flow)
-    return report_run(lambda: flow.resume(args.run_id, store=args.store, reply=reply), args)
+    return report_run(lambda: flow.resume(run_id, store=args.store, reply=reply), args)
 
 
 # -- the store ----------------------------------------------------------------------------
@@ -204,6 +212,23 @@ def _check_store(path: str) -> None:
             f"the store {path!r} {what}: give the SQLite file the runs were committed to, "
             "e.g. --store runs.db for flow.run(..., store='runs.db')"
         )
+
+
+def _run_id(store: Checkpointer, given: str, path: str) -> str:
+    """The id of the one run whose id is or begins with ``given``."""
+    found = run_sync(find_runs(store, given, limit=MATCHES_SHOWN + 1))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CliError(
+            f"there is no run {given!r} in the store {path!r}; "
+            f"`flowgraph runs list --store {path}` lists its runs"
+        )
+    shown = ", ".join(found[:MATCHES_SHOWN]) + (", ..." if len(found) > MATCHES_SHOWN else "")
+    raise CliError(
+        f"{given!r} begins the ids of {'more than ' * (len(found) > MATCHES_SHOWN)}"
+        f"{min(len(found), MATCHES_SHOWN)} runs in {path!r} ({shown}): give more of the id"
+    )
 
 
 def _open(path: str) -> Checkpointer:

@@ -45,6 +45,10 @@ class MemoryCheckpointer:
         snapshots = (fold(self._commits[run_id]) for run_id in newest)
         return [run_info(s) for s in snapshots if flow is None or s.flow == flow][:limit]
 
+    async def runs_starting(self, prefix: str, limit: int) -> list[str]:
+        """The ids that begin with ``prefix``, sorted, at most ``limit`` (``FindsRuns``)."""
+        return sorted(run_id for run_id in self._commits if run_id.startswith(prefix))[:limit]
+
     def run_ids(self) -> list[str]:
         return list(self._commits)
 

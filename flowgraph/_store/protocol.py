@@ -81,6 +81,28 @@ class FailsRuns(Protocol):
         ...
 
 
+@runtime_checkable
+class FindsRuns(Protocol):
+    """A store that finds runs by the start of their id, as the pictures and the CLI
+    show them (``3f2a9c41``), without reading every run (``find_runs``)."""
+
+    async def runs_starting(self, prefix: str, limit: int) -> list[str]:
+        """The ids that begin with ``prefix``, sorted, at most ``limit`` of them."""
+        ...
+
+
+async def find_runs(store: Checkpointer, prefix: str, limit: int = 10) -> list[str]:
+    """The ids of ``store``'s runs that begin with ``prefix``: the run itself when one
+    has exactly that id; otherwise sorted, at most ``limit``. A store that cannot look
+    them up by prefix (``FindsRuns``) is read in full."""
+    if await store.load(prefix) is not None:
+        return [prefix]
+    if implements(store, FindsRuns):
+        return await cast(FindsRuns, store).runs_starting(prefix, limit)
+    runs = await store.list_runs(None, limit=2**31 - 1)
+    return sorted(info.run_id for info in runs if info.run_id.startswith(prefix))[:limit]
+
+
 class CommitEach:
     """A ``Checkpointer`` made a ``StepStore``: each step it is handed becomes a
     ``Commit``, at once."""

@@ -78,7 +78,7 @@ from flowgraph._store.sqlite_format import (
     where_at,
     write_segments,
 )
-from flowgraph._store.sqlite_read import read_run, read_runs
+from flowgraph._store.sqlite_read import read_ids, read_run, read_runs
 
 EXIT_FLUSH_SECONDS = 10.0
 QUIET = 0.005
@@ -555,6 +555,11 @@ class SQLiteCheckpointer:
         await self.flush()
         return await asyncio.to_thread(self._list, flow, limit)
 
+    async def runs_starting(self, prefix: str, limit: int) -> list[str]:
+        """The ids that begin with ``prefix``, sorted, at most ``limit`` (``FindsRuns``)."""
+        await self.flush()
+        return await asyncio.to_thread(self._starting, prefix, limit)
+
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         try:
@@ -570,6 +575,10 @@ class SQLiteCheckpointer:
     def _list(self, flow: str | None, limit: int) -> list[RunInfo]:
         with self._reading() as db:
             return read_runs(db, self.path, flow, limit)
+
+    def _starting(self, prefix: str, limit: int) -> list[str]:
+        with self._reading() as db:
+            return read_ids(db, prefix, limit)
 
 
 def _longer(wait: float) -> float:

@@ -54,6 +54,20 @@ def read_runs(db: sqlite3.Connection, path: str, flow: str | None, limit: int) -
     return infos
 
 
+def read_ids(db: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
+    """The run ids that begin with ``prefix``, sorted: a range of the primary key, from
+    ``prefix`` to the first text past all that begin with it (UTF-8 sorts by code point)."""
+    last = ord(prefix[-1]) if prefix else 0x10FFFF
+    if last in (0xD7FF, 0x10FFFF):  # no next character to end the range on: check them all
+        query = "SELECT run_id FROM runs WHERE run_id >= ? AND substr(run_id, 1, ?) = ?"
+        bounds: tuple[object, ...] = (prefix, len(prefix), prefix)
+    else:
+        query = "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ?"
+        bounds = (prefix, prefix[:-1] + chr(last + 1))
+    rows = db.execute(query + " ORDER BY run_id LIMIT ?", (*bounds, limit)).fetchall()
+    return [run_id for (run_id,) in rows]
+
+
 def _info(db: sqlite3.Connection, run_id: str, *fields: Any) -> RunInfo:
     name, status, step, node, reason, usage, parent, created, updated = fields
     path: list[str] = []
