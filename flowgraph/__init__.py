@@ -28,7 +28,7 @@ from flowgraph._base.errors import (
     UsageError,
 )
 from flowgraph._base.failures import DeadlineExceeded, MaxStepsExceeded, ModelError, RunError
-from flowgraph._base.result import ChatResult, RunResult, StepRecord, Waiting
+from flowgraph._base.result import ChatResult, HookRecord, RunResult, StepRecord, Waiting
 from flowgraph._base.retry import Retry
 from flowgraph._flow import Flow
 from flowgraph._graph.edges import Edge
@@ -74,6 +74,7 @@ __all__ = [
     "FlowgraphWarning",
     "HandoffEvent",
     "HookContext",
+    "HookRecord",
     "Hooks",
     "Human",
     "LocalModel",

@@ -26,6 +26,7 @@ def test_the_public_names_of_flowgraph() -> None:
             "FlowgraphWarning",  # issue 17: flowgraph's own warnings
             "HandoffEvent",
             "HookContext",
+            "HookRecord",  # issue 17: what a hook did, in a step's record
             "Hooks",
             "Human",
             "LocalModel",

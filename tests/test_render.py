@@ -114,7 +114,7 @@ def test_hostile_labels_are_escaped() -> None:
     assert "&quot;hi&quot; &lt;b&gt;bold&lt;/b&gt; &amp;" in dot
     assert "\r" not in dot
     (edge,) = [line for line in dot.splitlines() if line.startswith("\ttriage -> refund ")]
-    assert "\\N  next line<br/>end>" in edge  # line breaks are spaces, on one DOT line
+    assert "\\N next line<br/>end>" in edge  # a line break is a space, on one DOT line
     svg = flow.render().pipe(format="svg").decode()
     ET.fromstring(svg)  # still a well-formed picture
     assert "&lt;b&gt;bold&lt;/b&gt;" in svg
@@ -249,7 +249,7 @@ def test_the_run_is_drawn_over_the_graph(tmp_path: Path) -> None:
     assert 'a -> a [label=<if again()<br/><b>→ 2, 3 (2×)</b>> color="#dc2626"' in dot
     assert "a -> b [label=<otherwise<br/><b>→ 4</b>>" in dot
     assert "b -> END [label=<<b>→ end</b>>" in dot
-    assert 'a -> c [label=<if &lt;lambda&gt;()> color="#15803d"' in dot  # not taken: plain
+    assert 'a -> c [label=<if False> color="#15803d"' in dot  # not taken: plain
     assert "step 1, 2, 3 · " in dot
     ET.fromstring((tmp_path / "run.svg").read_text())
     assert result._repr_svg_().lstrip().startswith("<?xml")

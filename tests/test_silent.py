@@ -170,3 +170,170 @@ def test_a_run_leaves_no_unclosed_transport_behind(how: str, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["Shipped.", "end"]
     assert "ResourceWarning" not in done.stderr, done.stderr
+
+
+# -- pictures (items 2, 9, 10) ------------------------------------------------------------
+
+
+def test_the_picture_marks_a_node_with_no_out_edge_as_an_end_in_sub_flows_too() -> None:
+    """Item 2: a run that reaches such a node ends there; the picture says so."""
+    inner = fg.Flow("inner")
+    inner.edge(fg.START, fg.ToolStep("deep", lambda: "deep"))
+    flow = fg.Flow("forgetful")
+    flow.edge(fg.START, inner)
+    flow.edge(inner, fg.ToolStep("billing", lambda: "billed"))
+
+    dot = flow.to_dot()
+    assert 'billing -> END [label=<ends here> color="#9ca3af"' in dot
+    assert '"inner/deep" -> "inner/END" [label=<ends here>' in dot
+    assert 'n_billing -.->|"ends here"| n_END' in flow.to_mermaid()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fg.FlowgraphWarning)
+        result = flow.run("go")
+    run = result.render().source
+    assert 'billing -> END [label=<ends here<br/><b>→ end</b>> color="#dc2626"' in run
+    assert '"inner/deep" -> "inner/END" [label=<ends here<br/><b>→ end</b>>' in run
+
+
+def test_a_run_picture_names_the_model_that_ran(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Item 9: it said 'default model' where the run had resolved one."""
+    from flowgraph.testing import ScriptedServer
+
+    with ScriptedServer(["Hello."]) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("FLOWGRAPH_MODEL", "house-model")
+        flow = fg.Flow("greeter")
+        flow.edge(fg.START, fg.Agent("greet", "Greet."))
+        flow.edge("greet", fg.END)
+        assert "default model" in flow.to_dot()  # the flow alone: decided at run time
+        result = flow.run("hi")
+
+    assert result.trace[0].model == "house-model"
+    dot = result.render().source
+    assert "house-model" in dot and "default model" not in dot
+
+
+def test_a_failed_run_picture_says_why_shortened() -> None:
+    """Item 9: the node was filled red, and nothing said why."""
+
+    def post(ctx: fg.RunContext) -> str:
+        raise ValueError("the ledger is locked by the month-end close, try again at 9:00")
+
+    flow = fg.Flow("books")
+    flow.edge(fg.START, fg.ToolStep("post", post))
+    flow.edge("post", fg.END)
+    with pytest.raises(fg.RunError) as caught:
+        flow.run("go")
+    assert caught.value.result is not None
+
+    dot = caught.value.result.render().source
+    label = dot.split("\tpost [label=")[1].split("\n")[0].replace("<br/>", " ")
+    assert "failed: ValueError: the ledger is locked" in label
+    assert "…" in label and "9:00" not in label  # shortened
+    assert "tool step &#x27;post&#x27; raised" not in label  # the node says which
+    mermaid = caught.value.result.to_mermaid()
+    assert "failed: ValueError: the ledger is locked" in mermaid
+
+
+def test_a_one_line_lambda_predicate_is_labelled_with_its_source() -> None:
+    """Item 9: it was labelled '<lambda>()'."""
+    flow = fg.Flow("lambdas")
+    flow.edge(fg.START, fg.ToolStep("a", lambda: 1))
+    flow.edge("a", fg.ToolStep("b", lambda: 2), when=lambda ctx: "vip" in ctx.context)
+    flow.edge("a", fg.ToolStep("c", lambda: 3), when=is_done)
+    flow.edge(
+        "a",
+        fg.END,
+        when=lambda ctx: (
+            ctx.context.get("n", 0)  # on two lines
+            > 3
+        ),
+    )
+    for name in "bc":
+        flow.edge(name, fg.END)
+
+    dot = flow.to_dot()
+    assert "a -> b [label=<if &quot;vip&quot; in ctx.context>" in dot
+    assert "a -> c [label=<if is_done()>" in dot
+    assert "a -> END [label=<if &lt;lambda&gt;()>" in dot  # not one line: its name
+    assert 'n_a -->|"if #quot;vip#quot; in ctx.context"| n_b' in flow.to_mermaid()
+
+
+def is_done(ctx: fg.RunContext) -> bool:
+    return False
+
+
+def test_hook_injections_and_flows_run_by_hooks_are_in_the_trace_and_the_picture() -> None:
+    """Item 10: neither the picture nor the trace showed what a hook did."""
+    research = fg.Flow("research")
+    research.edge(fg.START, fg.ToolStep("search", lambda: "Returns within 30 days."))
+    research.edge("search", fg.END)
+
+    async def brief(hook: fg.HookContext) -> None:
+        if hook.node != "intake":
+            return
+        found = await research.arun("returns policy")
+        hook.inject({"role": "system", "content": f"Research: {found.output}"})
+
+    def quiet(hook: fg.HookContext) -> None:
+        hook.context["seen"] = True  # changes nothing a picture shows
+
+    flow = fg.Flow("desk")
+    flow.edge(fg.START, fg.ToolStep("intake", lambda: "ok"))
+    flow.edge("intake", fg.ToolStep("answer", lambda: "done"))
+    flow.edge("answer", fg.END)
+    flow.after_completion(brief)
+    flow.after_completion(quiet)
+
+    result = flow.run("hi")
+
+    intake, answer = result.trace
+    assert [(h.hook, h.point, h.injected, h.flows) for h in intake.hooks] == [
+        ("brief", "node_exit", ["system"], ["research"])
+    ]
+    assert answer.hooks == []
+    dot = result.render().source
+    label = dot.split("\tintake [label=")[1].split("\n")[0]
+    assert "hook brief: +1 system, ran research" in label
+    assert "hook" not in dot.split("\tanswer [label=")[1].split("\n")[0]
+
+
+def test_models_and_hook_records_are_stored_and_a_format_5_store_is_upgraded(
+    tmp_path: Path,
+) -> None:
+    """The records items 9 and 10 add are committed with the run; a store written
+    before them (format 5) reads as it was and is marked as this version's."""
+    import asyncio
+    import sqlite3
+
+    from flowgraph.testing import ScriptedServer
+
+    def brief(hook: fg.HookContext) -> None:
+        hook.inject({"role": "developer", "content": "Be brief."})
+
+    path = tmp_path / "runs.db"
+    with ScriptedServer(["Hi!"]) as server:
+        flow = fg.Flow("greeter", model=server.model())
+        greet = fg.Agent("greet", "Greet.", after_completion=[brief])
+        flow.edge(fg.START, fg.ToolStep("prepare", lambda: "ready"))
+        flow.edge("prepare", greet)
+        flow.edge(greet, fg.END)
+        result = flow.run("hi", store=path)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 5")  # as the version before wrote it
+
+    store = fg.SQLiteCheckpointer(path)
+    stored = asyncio.run(store.load(result.run_id))
+    assert stored is not None
+    assert [fg.StepRecord.model_validate(r) for r in stored.trace] == result.trace
+    assert result.trace[1].model == "scripted" and result.trace[0].model is None
+    assert [(h.hook, h.point, h.injected) for h in result.trace[1].hooks] == [
+        ("brief", "completion", ["developer"]),
+        ("brief", "node_exit", ["developer"]),  # an agent's hooks run at its exit too
+    ]
+    flow.runs(store)  # opened for writing: marked as this version's
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6

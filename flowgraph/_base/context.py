@@ -65,6 +65,12 @@ CURRENT_CALL: contextvars.ContextVar[CallKey | None] = contextvars.ContextVar(
     "flowgraph_call", default=None
 )
 
+HOOK_FLOWS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "flowgraph_hook_flows", default=None
+)
+"""While an ``after_completion`` hook runs: the names of the flows it runs (each run
+adds its own, and hides the list from the flows it runs in turn)."""
+
 
 class Interrupts(Protocol):
     """What a ``RunContext`` asks of its run: a reply, or a pause until one comes."""

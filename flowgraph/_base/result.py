@@ -40,6 +40,19 @@ class ChatResult(BaseModel):
     summary: str | None = None
 
 
+class HookRecord(BaseModel):
+    """What one ``after_completion`` hook did to the run during a step, when it did
+    something a reader of the run should see: the messages it injected, the flows it
+    ran (``await other.arun(...)`` inside the hook)."""
+
+    hook: str
+    point: Literal["completion", "node_exit"]
+    injected: list[str] = Field(default_factory=list)
+    """The roles of the messages it injected, in order."""
+    flows: list[str] = Field(default_factory=list)
+    """The names of the flows it ran."""
+
+
 class StepRecord(BaseModel):
     """One node visit: when, how long, what it cost, and the edge it left by."""
 
@@ -51,6 +64,10 @@ class StepRecord(BaseModel):
     next: str | None = None
     inner: list[StepRecord] = Field(default_factory=list)
     """A sub-flow's own steps, when this step ran one."""
+    model: str | None = None
+    """The name of the model the visit's requests went to, as resolved for the run."""
+    hooks: list[HookRecord] = Field(default_factory=list)
+    """The hooks that injected messages or ran flows during the visit."""
 
 
 class Drawer(Protocol):

@@ -8,8 +8,10 @@ picture.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import itertools
+import linecache
 import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ from flowgraph._graph.human import Human
 from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Agent, Node, ToolStep
 from flowgraph._graph.subflow import SubFlow
-from flowgraph._graph.validate import check_endpoints
+from flowgraph._graph.validate import check_endpoints, dead_ends
 from flowgraph._llm.models import Model
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 DIRECTIONS = ("TB", "LR", "BT", "RL")
 DETAILS = ("full", "compact")
 LARGE = 200  # edges; past this, layout effort is bounded
+PREDICATE_CHARS = 80  # a lambda's source longer than this is labelled by its name
 FONT = "Helvetica"
 RED = "#dc2626"
 AMBER, DARK_AMBER = "#d97706", "#b45309"
@@ -79,6 +82,9 @@ EDGE_STYLE = {
     "fallback": {"style": "solid", "color": "#6b7280", "fontcolor": "#6b7280"},
 }
 TAKEN = {"color": RED, "fontcolor": RED, "penwidth": "2.5"}
+ENDS_HERE = {"style": "dotted", "color": "#9ca3af", "fontcolor": "#6b7280"}
+"""A node with no out-edge: a run that gets there ends there, as on an edge to END."""
+VIOLET = "#6d28d9"  # what hooks did, in a run's picture
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ class _Painter:
         for edge in flow.edges:
             if edge.source in ends and edge.target in ends:
                 self.edge(graph, edge, branching, ends[edge.source], ends[edge.target], prefix)
+        for name in dead_ends(flow):
+            self.ends_here(graph, ends[name], ends[END.name], prefix + name, prefix + END.name)
 
     def node(
         self, graph: Any, flow: DeclaredFlow, node: Node, prefix: str, model: Model | None
@@ -183,7 +191,8 @@ class _Painter:
             return self.nested(graph, flow, node, ident)
         if self.full and isinstance(node, SubFlow):
             return self.subflow(graph, node, ident, model)
-        label = _node_label(node, model, self.full)
+        marks = self.overlay.nodes.get(ident)
+        label = _node_label(node, model, self.full, marks.model if marks else None)
         graph.node(ident, self.marked_label(label, ident), **self.marked_style(node.kind, ident))
         return Ends(ident, ident)
 
@@ -242,6 +251,17 @@ class _Painter:
             attrs["lhead"] = target.cluster
         graph.edge(source.exit, target.entry, _html(text) if text else "", **attrs)
 
+    def ends_here(self, graph: Any, source: Ends, end: Ends, ident: str, end_ident: str) -> None:
+        """The dotted edge to END of a node with no out-edge (marked if a run ended there)."""
+        attrs = dict(ENDS_HERE)
+        text = "ends here"
+        if self.overlay.taken(ident, end_ident):
+            attrs.update(TAKEN)
+            text += "<br/><b>→ end</b>"
+        if source.cluster:
+            attrs["ltail"] = source.cluster
+        graph.edge(source.exit, end.entry, _html(text), **attrs)
+
     def marked_label(self, markup: str, ident: str) -> str:
         marks = self.overlay.nodes.get(ident)
         if marks is not None:
@@ -251,6 +271,9 @@ class _Painter:
             if marks.usage.requests:
                 facts.append(f"{marks.usage.requests} req, {marks.usage.total_tokens} tok")
             markup += f'<br/><font point-size="10" color="{RED}">{_text(" · ".join(facts))}</font>'
+            for line in marks.hooks:
+                text = _wrap(f"hook {line}", 36)
+                markup += f'<br/><font point-size="10" color="{VIOLET}">{text}</font>'
         stop, note = self.overlay.stop(ident), self.overlay.note(ident)
         if stop is not None and note:
             color = STOPPED[stop].note_color
@@ -289,13 +312,14 @@ class _Painter:
         return style
 
 
-def _node_label(node: Node, flow_model: Model | None, full: bool) -> str:
+def _node_label(node: Node, flow_model: Model | None, full: bool, ran: str | None) -> str:
+    """``ran``: the model a run's requests of the node went to (the default resolved)."""
     lines = [f"<b>{_text(node.name)}</b>"]
     if not full:
         return lines[0]
     if isinstance(node, Agent):
         model = node.model or flow_model
-        lines.append(_small(_text(model.name if model else "default model")))
+        lines.append(_small(_text(ran or (model.name if model else "default model"))))
         if node.tools:
             lines.append(_small("tools: " + _wrap(", ".join(t.name for t in node.tools), 30)))
     elif isinstance(node, ToolStep):
@@ -332,8 +356,30 @@ def _edge_text(edge: Edge, branching: set[str]) -> str:
     if edge.kind == "llm":
         return _wrap(str(edge.when), 28)
     if edge.kind == "predicate":
-        return f"if {_text(edge.label)}()"
+        return _wrap(predicate_text(edge), 28)
     return "otherwise" if edge.source in branching else ""
+
+
+def predicate_text(edge: Edge) -> str:
+    """``if is_vip()``; a lambda on one line by its source: ``if "vip" in ctx.context``."""
+    body = _one_line_source(edge.when)
+    return f"if {body}" if body else f"if {edge.label}()"
+
+
+def _one_line_source(fn: object) -> str | None:
+    """The source text of a lambda's body when it fits one line, else None."""
+    code = getattr(fn, "__code__", None)
+    if code is None or getattr(fn, "__name__", "") != "<lambda>":
+        return None
+    spans = [p for p in code.co_positions() if p[0] is not None and p[2] != p[3]]
+    if not spans or any(p[0] != p[1] or p[0] != spans[0][0] for p in spans):
+        return None
+    line = linecache.getline(code.co_filename, spans[0][0]).encode()
+    start, end = min(p[2] for p in spans), max(p[3] for p in spans)
+    with contextlib.suppress(UnicodeDecodeError):
+        text = line[start:end].decode().strip()
+        return text if 0 < len(text) <= PREDICATE_CHARS else None
+    return None
 
 
 def _steps(steps: list[str]) -> str:
@@ -352,7 +398,8 @@ def _small(markup: str) -> str:
 
 
 def _wrap(text: str, width: int) -> str:
-    return "<br/>".join(_text(line) for line in textwrap.wrap(text, width) or [""])
+    lines = textwrap.wrap(" ".join(clean(text).splitlines()), width)
+    return "<br/>".join(_text(line) for line in lines or [""])
 
 
 def _text(text: str) -> str:

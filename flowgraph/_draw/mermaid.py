@@ -9,12 +9,12 @@ import re
 from typing import TYPE_CHECKING
 
 from flowgraph._base.errors import UsageError
-from flowgraph._draw.dot import DETAILS, DIRECTIONS, STOPPED, clean
+from flowgraph._draw.dot import DETAILS, DIRECTIONS, STOPPED, clean, predicate_text
 from flowgraph._draw.overlay import Overlay
 from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Node
 from flowgraph._graph.subflow import SubFlow
-from flowgraph._graph.validate import check_endpoints
+from flowgraph._graph.validate import check_endpoints, dead_ends
 
 if TYPE_CHECKING:
     from flowgraph._graph.plan import DeclaredFlow
@@ -78,12 +78,15 @@ class _Writer:
             if edge.kind == "llm":
                 text = edge.label
             elif edge.kind == "predicate":
-                text = f"if {edge.label}()"
+                text = predicate_text(edge)
             else:  # as DOT says it: the edge taken when no condition held
                 text = "otherwise" if edge.source in branching else ""
             label = f'|"{_escape(text)}"|' if text else ""
             source, target = self.ident(prefix + edge.source), self.ident(prefix + edge.target)
             self.lines.append(f"{indent}{source} {ARROWS[edge.kind]}{label} {target}")
+        end = self.ident(prefix + END.name)
+        for name in dead_ends(flow):  # a run that gets there ends there
+            self.lines.append(f'{indent}{self.ident(prefix + name)} -.->|"ends here"| {end}')
 
     def node(self, flow: DeclaredFlow, node: Node, prefix: str, indent: str) -> None:
         path = prefix + node.name

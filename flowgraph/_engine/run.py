@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flowgraph._base.callables import call_user
-from flowgraph._base.context import CURRENT_CALL
+from flowgraph._base.context import CURRENT_CALL, HOOK_FLOWS
 from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import DeadlineExceeded, ModelError, RunError
 from flowgraph._base.messages import (
@@ -17,7 +17,7 @@ from flowgraph._base.messages import (
     Message,
     check_history,
 )
-from flowgraph._base.result import RunResult, Status, Waiting, WaitKind
+from flowgraph._base.result import HookRecord, RunResult, Status, Waiting, WaitKind
 from flowgraph._base.retry import DEFAULT_REQUEST_RETRY, DeadlinePassed, Retry, retrying, transient
 from flowgraph._engine.journal import Journal
 from flowgraph._engine.state import RunState
@@ -83,6 +83,10 @@ class Run(RunState):
         self.max_steps = max_steps
         self.history = HistoryCheck()  # of ``messages``, checked before each request
         self.call_ids = CallIds()  # of ``messages``: a reply's calls get ids of their own
+        # What the visit in progress did, for its StepRecord: the model its requests
+        # went to, and the hooks that injected messages or ran flows.
+        self.asked: str | None = None
+        self.hooked: list[HookRecord] = []
 
     def deadline_passed(self, node: str) -> DeadlineExceeded:
         return DeadlineExceeded(
@@ -227,6 +231,7 @@ class Run(RunState):
                 node=node,
             ) from exc
         self.spend(node, completion.usage)
+        self.asked = model.name
         return completion
 
     def check_history(
@@ -251,6 +256,9 @@ class Run(RunState):
             "completion" if completion is not None else "node_exit"
         )
         for hook in hooks:
+            name = getattr(hook, "__name__", repr(hook))
+            before, flows = len(self.messages), list[str]()
+            token = HOOK_FLOWS.set(flows)
             try:
                 await call_user(
                     hook, HookContext(self.ctx, self.step, node.name, point, completion)
@@ -258,12 +266,16 @@ class Run(RunState):
             except UsageError:
                 raise
             except Exception as exc:
-                name = getattr(hook, "__name__", repr(hook))
                 raise RunError(
                     f"the after_completion hook {name!r} raised at node "
                     f"{node.name!r}: {type(exc).__name__}: {exc}",
                     node=node.name,
                 ) from exc
+            finally:
+                HOOK_FLOWS.reset(token)
+            if flows or len(self.messages) > before:
+                roles = [str(message.get("role")) for message in self.messages[before:]]
+                self.hooked.append(HookRecord(hook=name, point=point, injected=roles, flows=flows))
 
     def result(self, status: Status, reason: str) -> RunResult:
         result = RunResult(

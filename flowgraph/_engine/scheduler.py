@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flowgraph._base.callables import BOUNDED
-from flowgraph._base.context import CURRENT_CALL, CallKey, Usage
+from flowgraph._base.context import CURRENT_CALL, HOOK_FLOWS, CallKey, Usage
 from flowgraph._base.errors import FlowValidationError, UsageError
 from flowgraph._base.failures import MaxStepsExceeded, RunError
 from flowgraph._base.result import RunResult, StepRecord
@@ -36,6 +36,19 @@ async def execute(run: Run) -> RunResult:
     A deadline bounds whatever the run waits on: a request, a tool, a predicate, a
     hook. At the deadline the walk is cancelled where it waits (a sync function's
     thread runs on, abandoned) and the run fails at its last commit."""
+    if run.parent is None and (flows := HOOK_FLOWS.get()) is not None:
+        # Run by a hook: the hook's step records it. Flows this run runs are its own.
+        flows.append(run.flow)
+        token = HOOK_FLOWS.set(None)
+        try:
+            return await _bounded(run)
+        finally:
+            HOOK_FLOWS.reset(token)
+    return await _bounded(run)
+
+
+async def _bounded(run: Run) -> RunResult:
+    """``_walk(run)``, within the run's deadline."""
     if run.deadline is None or run.parent is not None:
         return await _walk(run)
     token = BOUNDED.set(True)  # the walk's task copies it
@@ -129,6 +142,7 @@ async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
             )
         run.step += 1
         run.path.append(node.name)
+    run.asked = None
     run.ctx.node, run.ctx.step = node.name, run.step
     run.position = Position(node=node.name, phase="visit", step=run.step)
     hooks = run.hooks
@@ -156,8 +170,17 @@ async def _exit(run: Run, node: Node, visit: Visit, started: float, usage_before
     seconds = time.perf_counter() - started
     inner = visit.inner.trace if visit.inner is not None else []
     spent = run.usage - usage_before
+    hooked, run.hooked = run.hooked, []
     run.trace.append(
-        StepRecord(step=run.step, node=node.name, seconds=seconds, usage=spent, inner=inner)
+        StepRecord(
+            step=run.step,
+            node=node.name,
+            seconds=seconds,
+            usage=spent,
+            inner=inner,
+            model=run.asked,
+            hooks=hooked,
+        )
     )
     if run.hooks.wants("node_exit"):
         event = NodeEvent(run.run_id, run.step, node.name, node.kind, visit.output, seconds, spent)

@@ -92,14 +92,12 @@ def _modelless(flow: DeclaredFlow, where: str, seen: set[int]) -> Iterator[str]:
 
 def _notices(flow: DeclaredFlow) -> Iterator[str]:
     """What is legal but often a mistake: said as a ``FlowgraphWarning``."""
-    sources = {edge.source for edge in flow.edges}
-    for name in flow.nodes:
-        if name not in sources:
-            yield (
-                f"node {name!r} has no out-edge: a run that gets there ends there. If it "
-                f"should go on, add flow.edge({name!r}, next_node); to say that it ends, "
-                f"add flow.edge({name!r}, fg.END)"
-            )
+    for name in dead_ends(flow):
+        yield (
+            f"node {name!r} has no out-edge: a run that gets there ends there. If it "
+            f"should go on, add flow.edge({name!r}, next_node); to say that it ends, "
+            f"add flow.edge({name!r}, fg.END)"
+        )
     for agent in _agents(flow):
         for tool in agent.tools:
             for parameter in untyped(tool):
@@ -108,6 +106,12 @@ def _notices(flow: DeclaredFlow) -> Iterator[str]:
                     f"type, so the model is told nothing of it: annotate it, e.g. "
                     f"{parameter}: str"
                 )
+
+
+def dead_ends(flow: DeclaredFlow) -> list[str]:
+    """The flow's nodes with no out-edge: a run that reaches one ends there."""
+    sources = {edge.source for edge in flow.edges}
+    return [name for name in flow.nodes if name not in sources]
 
 
 # The kinds of node the engine runs (its VISITS table has a visit for each).

@@ -33,7 +33,9 @@ from flowgraph._store.records import (
 )
 
 BUSY_TIMEOUT = 60.0  # seconds a write waits for a lock before it fails (and is retried)
-SCHEMA_VERSION = 5  # 5: an entry always holds the run's usage
+SCHEMA_VERSION = 6  # 6: a step's record may hold its model and hooks
+UPGRADES = {5: "a step's record gains optional items: 5's records read as they are"}
+"""The formats this version reads and, on opening, marks as its own."""
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -99,6 +101,8 @@ def create_tables(db: sqlite3.Connection, path: str) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+        elif version in UPGRADES:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version != SCHEMA_VERSION:
             raise ConfigurationError(
                 f"the run store {path!r} was written by another version of flowgraph (its "
@@ -208,25 +212,35 @@ def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
 
 def compact_record(record: Any) -> list[Any]:
     """A step's record (a ``StepRecord``, or its JSON data as read back from a file) as
-    a compact array: step, node, seconds, usage, edge, next; a sub-flow's records
-    follow in a seventh item."""
+    a compact array: step, node, seconds, usage, edge, next; then, those that are set
+    and those before them, a sub-flow's records, the model's name and the hooks'
+    records (each ``[hook, point, injected, flows]``)."""
     if type(record) is dict:  # seldom: a fork of a run read back from a file
         record = StepRecord.model_validate(record)
     # The model's fields in one call: each attribute read of a pydantic model costs
     # several times a plain object's, and there is a record per step.
-    step, node, seconds, usage, edge, target, inner = RECORD_FIELDS(record.__dict__)
+    step, node, seconds, usage, edge, target, inner, model, hooks = RECORD_FIELDS(record.__dict__)
     compact = [step, node, seconds, spent(usage), edge, target]
-    if inner:
+    if inner or model is not None or hooks:
         compact.append([compact_record(item) for item in inner])
+        if model is not None or hooks:
+            compact.append(model)
+        if hooks:
+            compact.append([[h.hook, h.point, h.injected, h.flows] for h in hooks])
     return compact
 
 
-RECORD_FIELDS = operator.itemgetter("step", "node", "seconds", "usage", "edge", "next", "inner")
+RECORD_FIELDS = operator.itemgetter(
+    "step", "node", "seconds", "usage", "edge", "next", "inner", "model", "hooks"
+)
+HOOK_FIELDS = ("hook", "point", "injected", "flows")
 
 
 def _unrecord(compact: list[Any]) -> dict[str, Any]:
     """A step's record as ``StepRecord`` JSON data, back from ``record``'s array."""
-    step, node, seconds, usage, edge, target, *inner = compact
+    step, node, seconds, usage, edge, target, *more = compact
+    more += [[], None, []][len(more) :]
+    inner, model, hooks = more
     return {
         "step": step,
         "node": node,
@@ -234,7 +248,9 @@ def _unrecord(compact: list[Any]) -> dict[str, Any]:
         "usage": usage_of(as_spent(usage)).model_dump(),
         "edge": edge,
         "next": target,
-        "inner": [_unrecord(item) for item in inner[0]] if inner else [],
+        "inner": [_unrecord(item) for item in inner],
+        "model": model,
+        "hooks": [dict(zip(HOOK_FIELDS, hook, strict=True)) for hook in hooks],
     }
 
 
