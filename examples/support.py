@@ -3,12 +3,14 @@
 Run it with ``make demo`` (or ``python examples/support.py``). With no
 ``OPENAI_API_KEY`` it runs on the bundled local model, SmolLM2-135M: a real but
 tiny LLM, so expect odd answers; the flow's structure is the point. It prints the
-path and the answer, and draws the graph and the run to ``out/``.
+path, what each desk did (tool calls, hand-offs, injected messages, answers), the
+answer and any notes, and draws the graph and the run to ``out/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -108,23 +110,81 @@ def main(argv: list[str] | None = None, model: fg.Model | None = None) -> int:
     flow = build_flow(model)
     flow.render(str(out / "support.png"))
     print(f"graph:  {out / 'support.png'}")
+    used = flow.model_of("triage")
+    print(f"model:  {used.name}")
+    if isinstance(used, fg.LocalModel):
+        print(f"        {TINY_MODEL}")
     started = time.perf_counter()
     result = flow.run(args.message, context={"email": "ada@example.com", "vip": True})
     seconds = time.perf_counter() - started
     result.render(str(out / "support-run.png"))
 
-    print(f"model:  {flow.model_of('triage').name}")
     print(f"asked:  {args.message}")
     print(f"path:   {' -> '.join(['START', *result.path])}")
-    print(f"answer: {result.output}")
+    print("what each desk did:")
+    for line in what_happened(result):
+        print(f"  {line}")
+    print(f"answer: {result.output}  (the output of the last step, {result.path[-1]!r})")
     print(
         f"status: {result.status} ({result.reason}); {result.usage.requests} requests, "
         f"{result.usage.total_tokens} tokens, {seconds:.1f} s"
     )
-    for note in result.notes:
+    for note in result.notes:  # what did not stop the run, but matters: read these
         print(f"note:   {note}")
     print(f"run:    {out / 'support-run.png'}")
     return 0
+
+
+TINY_MODEL = (
+    "(the bundled local model: 135M parameters, tiny and often wrong. It is here to "
+    "show the machinery\n        working offline, not to give good answers; set "
+    "OPENAI_API_KEY for a real model)"
+)
+
+
+def what_happened(result: fg.RunResult) -> list[str]:
+    """One line per tool call, hand-off, injected message and answer, by the node that
+    made it, read from the conversation: what a user needs to judge the run."""
+    answers = {m["tool_call_id"]: m["content"] for m in result.messages if m["role"] == "tool"}
+    lines: list[str] = []
+    node = ""
+    for message in result.messages[1:]:
+        node = message.get("name", node)
+        for call in message.get("tool_calls") or []:
+            function = call["function"]
+            answer = _clip(str(answers.get(call["id"], "(no answer)")), 50)
+            lines.append(f"{node:9} {function['name']}({_arguments(function)}) -> {answer}")
+        if message["role"] == "system":
+            lines.append(f"{'(hook)':9} injected: {_clip(message['content'], 60)}")
+        elif message["role"] == "assistant" and message.get("content"):
+            lines.append(f"{node:9} said: {_clip(str(message['content']), 60)}")
+    return _fold_repeats(lines)
+
+
+def _arguments(function: dict[str, str]) -> str:
+    try:
+        arguments = json.loads(function["arguments"] or "{}")
+    except json.JSONDecodeError:
+        return _clip(function["arguments"], 40)
+    return ", ".join(f"{name}={value!r}" for name, value in arguments.items())
+
+
+def _fold_repeats(lines: list[str]) -> list[str]:
+    """The same line twice or more in a row, once with ``(x3)``."""
+    folded: list[str] = []
+    count = 1
+    for index, line in enumerate(lines):
+        if index + 1 < len(lines) and lines[index + 1] == line:
+            count += 1
+            continue
+        folded.append(f"{line}  (x{count})" if count > 1 else line)
+        count = 1
+    return folded
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 if __name__ == "__main__":

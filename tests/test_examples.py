@@ -111,3 +111,38 @@ def test_the_demo_prints_path_and_answer_and_draws_both_pictures(
     assert "model:  scripted" in out
     for name in ("support.png", "support-run.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_demo_shows_what_the_model_did_not_only_the_last_steps_output(
+    serve: Serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17, item 13: 'answer: Receipt e-mailed' hid three refunds of 'A-1.0' and a
+    run that hit max_turns."""
+    refund = tool_call("issue_refund", {"order_id": "A-1.0"})
+    script = [tool_call("transfer_to_refunds"), refund, refund, refund]
+    _, model = serve(script)
+
+    assert support.main(["--out", str(tmp_path)], model=model) == 0
+
+    out = capsys.readouterr().out
+    assert "  triage    transfer_to_refunds() -> Transferred to refunds.\n" in out
+    assert "  (hook)    injected: Policy: refunds within 30 days.\n" in out
+    assert "  refunds   issue_refund(order_id='A-1.0') -> Refund issued for A-1.0.  (x3)\n" in out
+    assert "answer: Receipt e-mailed to ada@example.com.  (the output of the last step" in out
+    assert "note:   agent 'refunds' reached max_turns=3 without a final answer" in out
+    assert "tiny" not in out  # said of the bundled model only
+
+
+def test_the_demo_says_once_that_the_bundled_model_is_tiny(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import flowgraph as fg
+
+    class Tiny(fg.LocalModel):
+        async def complete(self, messages: Any, **options: Any) -> fg.Completion:
+            return fg.Completion({"role": "assistant", "content": "Hello."}, fg.Usage(requests=1))
+
+    assert support.main(["Hi", "--out", str(tmp_path)], model=Tiny()) == 0
+    out = capsys.readouterr().out
+    assert out.count("tiny and often wrong") == 1
+    assert "set OPENAI_API_KEY for a real model" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -337,3 +338,23 @@ def test_models_and_hook_records_are_stored_and_a_format_5_store_is_upgraded(
     flow.runs(store)  # opened for writing: marked as this version's
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+
+
+def test_a_custom_model_that_returns_a_dict_gets_an_error_naming_fg_completion() -> None:
+    """Item 12: a dict failed with "'dict' object has no attribute 'usage'"."""
+
+    class Parrot:
+        name = "parrot"
+
+        async def complete(self, messages: Any, *, tools: Any = None, response_format: Any = None):  # type: ignore[no-untyped-def]
+            return {"role": "assistant", "content": "hi"}
+
+    flow = fg.Flow("parrots", model=Parrot())
+    flow.edge(fg.START, fg.Agent("polly"))
+    flow.edge("polly", fg.END)
+    with pytest.raises(fg.ModelError) as caught:
+        flow.run("hello")
+    message = str(caught.value)
+    assert "node 'polly'" in message and "parrot" in message
+    assert "returned a dict, not an fg.Completion" in message
+    assert "fg.Completion(message, fg.Usage(" in message

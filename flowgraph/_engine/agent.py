@@ -116,7 +116,11 @@ class _Loop:
             if done:
                 break
         else:
-            self.run.note(f"agent {self.agent.name!r} reached max_turns={self.agent.max_turns}")
+            self.run.note(
+                f"agent {self.agent.name!r} reached max_turns={self.agent.max_turns} without a "
+                "final answer; the run went on from its last turn (raise max_turns, or look at "
+                "the tool calls it kept making)"
+            )
         return Visit(output=output, handoff=handoff)
 
     async def _commit(

@@ -230,6 +230,14 @@ class Run(RunState):
                 f"({model.name}): {type(exc).__name__}: {exc}",
                 node=node,
             ) from exc
+        if type(completion) is not Completion and not isinstance(completion, Completion):
+            raise ModelError(
+                f"the model of node {node!r} ({model.name}) returned a "
+                f"{type(completion).__name__}, not an fg.Completion: a Model's complete() "
+                "returns fg.Completion(message, fg.Usage(...)), the message an OpenAI-format "
+                "assistant message",
+                node=node,
+            )
         self.spend(node, completion.usage)
         self.asked = model.name
         return completion
