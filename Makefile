@@ -8,6 +8,9 @@
 # llama.cpp is built for a portable x86-64 (AVX2), not `-march=native`: a wheel
 # built natively on one machine dies with SIGILL on another, or even on the same
 # one when the CPU advertises instructions (AMX) the kernel does not enable.
+# Only what the bundled server loads is built: libllama and ggml. Not the
+# multimodal library (LLAVA_BUILD: libmtmd, loaded only for image chat formats),
+# nor llama.cpp's tests, examples, tools and server (llama-cpp-python serves).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -15,7 +18,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 APT    := $$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 
 .PHONY: install system graphviz demo test lint typecheck imports pytest bench clean
 
