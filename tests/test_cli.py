@@ -387,3 +387,27 @@ def test_the_api_key_can_come_from_a_file_out_of_process_listings(tmp_path: Path
         "run", f"{flow_file}:build", "hi", "--model", "m", "--api-key-file", "nowhere.txt"
     )
     assert missing.returncode == 2 and "--api-key-file nowhere.txt" in missing.stderr
+
+
+def test_a_flowgraph_warning_is_one_line_said_once(tmp_path: Path) -> None:
+    """Issue 17: `flowgraph run` printed the no-out-edge warning twice, each with a
+    file and line inside flowgraph and the source line there."""
+    flow_file = write(
+        tmp_path,
+        "forgetful.py",
+        """
+        import flowgraph as fg
+
+        flow = fg.Flow("forgetful")
+        flow.edge(fg.START, fg.ToolStep("billing", lambda: "billed"))
+        """,
+    )
+    done = flowgraph("run", flow_file, "hi")
+    assert (done.returncode, done.stdout) == (0, "billed\n")
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("flowgraph: warning: flow 'forgetful': node 'billing' has no")
+    assert sum("warning" in line for line in lines) == 1
+    assert "FlowgraphWarning" not in done.stderr and ".py:" not in done.stderr
+
+    silenced = flowgraph("validate", flow_file, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert "warning" not in silenced.stderr

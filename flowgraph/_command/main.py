@@ -29,11 +29,13 @@ command names, ``report.py`` prints a run's result, ``runs.py`` holds ``flowgrap
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
     try:
-        return command(args)
+        with _warnings_said_once():
+            return command(args)
     except KeyboardInterrupt:
         print("flowgraph: interrupted", file=sys.stderr)
         return 130
@@ -141,6 +144,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # a bug, not a user's mistake: the traceback is what we need
         print(f"flowgraph: {exc}", file=sys.stderr)
         return code
+
+
+@contextlib.contextmanager
+def _warnings_said_once() -> Iterator[None]:
+    """flowgraph's warnings as the command's other messages are said: one line each on
+    stderr, once (validate() runs before a run and again inside it), without Python's
+    file and line, which point into flowgraph."""
+    said: set[str] = set()
+    python_shows = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *where: Any, **how: Any) -> None:
+        if not issubclass(category, fg.FlowgraphWarning):
+            python_shows(message, category, *where, **how)
+        elif str(message) not in said:
+            said.add(str(message))
+            print(f"flowgraph: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():  # which restores showwarning after
+        warnings.showwarning = show
+        yield
 
 
 def _exit_code(exc: Exception) -> int | None:
