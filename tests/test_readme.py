@@ -71,3 +71,14 @@ def test_the_flow_in_20_lines_prints_what_its_comment_says(
     assert triage.tool_names == ["lookup_order", "transfer_to_refund"]
     assert refund.system == "Refund desk. VIP=True"
     assert answer.messages[-1]["content"] == "refunded"
+
+
+def test_the_custom_model_of_the_models_section_runs_as_written() -> None:
+    section = README.read_text().split("\n## Models\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", section, re.DOTALL) if "class " in b]
+    namespace: dict[str, Any] = {"fg": fg}
+    exec(compile(code, str(README), "exec"), namespace)
+    flow = namespace["flow"]
+    flow.edge(fg.START, fg.Agent("parrot"))
+    flow.edge("parrot", fg.END)
+    assert flow.run("hi").output == "echo: hi"
