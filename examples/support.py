@@ -136,9 +136,8 @@ def main(argv: list[str] | None = None, model: fg.Model | None = None) -> int:
 
 
 TINY_MODEL = (
-    "(the bundled local model: 135M parameters, tiny and often wrong. It is here to "
-    "show the machinery\n        working offline, not to give good answers; set "
-    "OPENAI_API_KEY for a real model)"
+    "the bundled local model, tiny and often wrong (135M parameters): it is here to\n"
+    "        show the machinery working offline; set OPENAI_API_KEY for a real model"
 )
 
 

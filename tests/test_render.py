@@ -296,7 +296,11 @@ def test_a_format_without_a_path_is_the_graphs_format() -> None:
     assert every_kind().render().format == "pdf"  # graphviz's own default, untouched
 
 
-def test_a_sub_flow_agent_without_a_model_is_labelled_with_the_one_it_runs_on() -> None:
+def test_a_sub_flow_agent_without_a_model_is_labelled_with_the_one_it_runs_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    monkeypatch.setenv("FLOWGRAPH_MODEL", "gpt-house")
     inner = fg.Flow("inner")
     inner.edge(fg.START, fg.Agent("helper"))
     own = fg.Flow("own", model=fg.OpenAIModel("gpt-4.1-nano"))
@@ -313,8 +317,9 @@ def test_a_sub_flow_agent_without_a_model_is_labelled_with_the_one_it_runs_on() 
         '"middle/inner/helper" [label=<<b>helper</b><br/><font point-size="10">gpt-4.1-mini' in dot
     )
     assert '"middle/own/nano" [label=<<b>nano</b><br/><font point-size="10">gpt-4.1-nano' in dot
-    assert "default model" not in dot
-    assert "default model" in middle.to_dot()  # on its own, it has none to inherit
+    assert "(default)" not in dot
+    # On its own, it has none to inherit: the default, as this process resolves it.
+    assert '<font point-size="10">gpt-house (default)</font>' in middle.to_dot()
 
 
 def test_a_sub_flow_agent_runs_on_the_model_its_label_names(serve: Serve) -> None:

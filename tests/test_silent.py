@@ -209,12 +209,12 @@ def test_a_run_picture_names_the_model_that_ran(
         flow = fg.Flow("greeter")
         flow.edge(fg.START, fg.Agent("greet", "Greet."))
         flow.edge("greet", fg.END)
-        assert "default model" in flow.to_dot()  # the flow alone: decided at run time
+        assert "house-model (default)" in flow.to_dot()  # the flow alone: as resolved now
         result = flow.run("hi")
 
     assert result.trace[0].model == "house-model"
     dot = result.render().source
-    assert "house-model" in dot and "default model" not in dot
+    assert "house-model</font>" in dot and "(default)" not in dot  # what ran
 
 
 def test_a_failed_run_picture_says_why_shortened() -> None:
@@ -358,3 +358,16 @@ def test_a_custom_model_that_returns_a_dict_gets_an_error_naming_fg_completion()
     assert "node 'polly'" in message and "parrot" in message
     assert "returned a dict, not an fg.Completion" in message
     assert "fg.Completion(message, fg.Usage(" in message
+
+
+def test_an_agent_with_no_model_anywhere_is_drawn_saying_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowgraph._llm import local
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(local, "gguf_path", lambda: None)
+    flow = fg.Flow("modelless")
+    flow.edge(fg.START, fg.Agent("clerk"))
+    flow.edge("clerk", fg.END)
+    assert '<font point-size="10">no model set</font>' in flow.to_dot()

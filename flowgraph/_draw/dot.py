@@ -16,7 +16,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flowgraph._base.errors import UsageError
+from flowgraph._base.errors import ConfigurationError, UsageError
 from flowgraph._draw.overlay import SEPARATOR, Overlay, Stop
 from flowgraph._graph.edges import Edge
 from flowgraph._graph.human import Human
@@ -24,6 +24,7 @@ from flowgraph._graph.nested import NestedChat
 from flowgraph._graph.nodes import END, START, Agent, Node, ToolStep
 from flowgraph._graph.subflow import SubFlow
 from flowgraph._graph.validate import check_endpoints, dead_ends
+from flowgraph._llm.default import default_model
 from flowgraph._llm.models import Model
 
 if TYPE_CHECKING:
@@ -162,6 +163,17 @@ class _Painter:
 
     def __init__(self, dot: graphviz.Digraph, overlay: Overlay, full: bool) -> None:
         self.dot, self.overlay, self.full = dot, overlay, full
+        self._default: str | None = None
+
+    def default_model(self) -> str:
+        """What an agent with no model of its own (nor its flow's) runs on: the default
+        model as this process resolves it (OpenAI with a key, else the bundled one)."""
+        if self._default is None:
+            try:
+                self._default = f"{default_model().name} (default)"
+            except ConfigurationError:
+                self._default = "no model set"
+        return self._default
 
     def flow(
         self, flow: DeclaredFlow, prefix: str, graph: Any = None, inherited: Model | None = None
@@ -192,7 +204,10 @@ class _Painter:
         if self.full and isinstance(node, SubFlow):
             return self.subflow(graph, node, ident, model)
         marks = self.overlay.nodes.get(ident)
-        label = _node_label(node, model, self.full, marks.model if marks else None)
+        ran = marks.model if marks is not None and marks.model else None
+        if ran is None and model is None and node.model is None and isinstance(node, Agent):
+            ran = self.default_model()
+        label = _node_label(node, model, self.full, ran)
         graph.node(ident, self.marked_label(label, ident), **self.marked_style(node.kind, ident))
         return Ends(ident, ident)
 
@@ -313,13 +328,13 @@ class _Painter:
 
 
 def _node_label(node: Node, flow_model: Model | None, full: bool, ran: str | None) -> str:
-    """``ran``: the model a run's requests of the node went to (the default resolved)."""
+    """``ran``: the model a run's requests of the node went to, or the default model."""
     lines = [f"<b>{_text(node.name)}</b>"]
     if not full:
         return lines[0]
     if isinstance(node, Agent):
         model = node.model or flow_model
-        lines.append(_small(_text(ran or (model.name if model else "default model"))))
+        lines.append(_small(_text(ran or (model.name if model else "no model set"))))
         if node.tools:
             lines.append(_small("tools: " + _wrap(", ".join(t.name for t in node.tools), 30)))
     elif isinstance(node, ToolStep):
