@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,3 +34,10 @@ def serve() -> Iterator[Serve]:
 
 def roles(messages: list[dict[str, Any]]) -> list[str]:
     return [message["role"] for message in messages]
+
+
+def interruptible() -> None:
+    """A child's ``preexec_fn``: Ctrl-C reaches it even when this process was started
+    with SIGINT ignored (a shell's background job), which a child inherits and Python
+    then leaves ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,6 +15,8 @@ import pytest
 
 from flowgraph.testing import ScriptedServer
 
+from .conftest import interruptible
+
 STEPS = """
     import flowgraph as fg
 
@@ -273,7 +275,8 @@ def test_a_failing_step_is_exit_1_naming_the_node(tmp_path: Path) -> None:
 def test_ctrl_c_is_exit_130(tmp_path: Path) -> None:
     slow = write(tmp_path, "slow.py", SLOW)
     command = [sys.executable, "-m", "flowgraph", "run", str(slow), "hi"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with subprocess.Popen(command, **pipes, text=True, preexec_fn=interruptible) as p:
         assert p.stderr is not None
         assert p.stderr.readline() == "started\n"
         p.send_signal(signal.SIGINT)

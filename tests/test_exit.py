@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from .conftest import interruptible
+
 STUCK_STEP = """
     import sys, time
     import flowgraph as fg
@@ -54,7 +56,8 @@ def test_a_step_past_its_timeout_does_not_keep_the_process_alive(tmp_path: Path)
 def test_ctrl_c_in_a_sync_step_exits_at_once(tmp_path: Path) -> None:
     script = child(tmp_path, STUCK_STEP.replace("timeout=0.5", "timeout=None"))
     command = [sys.executable, "-m", "flowgraph", "run", f"{script}:flow", "go"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with subprocess.Popen(command, **pipes, text=True, preexec_fn=interruptible) as p:
         assert p.stderr is not None
         assert p.stderr.readline() == "started\n"
         interrupted = time.monotonic()

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 import flowgraph as fg
 from flowgraph.testing import error, tool_call
 
-from .conftest import Serve
+from .conftest import Serve, interruptible
 
 
 def lookup_order(order_id: str) -> str:
@@ -193,6 +193,7 @@ def test_ctrl_c_cancels_the_run_and_waits_for_its_cleanup(tmp_path: Path) -> Non
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=interruptible,
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "started"
