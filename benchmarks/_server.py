@@ -1,7 +1,7 @@
 """A scripted server for the benchmarks, in its own process so that its CPU is not
 counted as the client's. Prints its URL, serves until stdin closes.
 
-    python -m benchmarks._server [--latency SECONDS]
+    python -m benchmarks._server [--latency SECONDS] [--turns N]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from benchmarks.long import long_reply
 from benchmarks.reference import reply_for
 from flowgraph.testing import ScriptedServer
 
@@ -16,8 +17,12 @@ from flowgraph.testing import ScriptedServer
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument(
+        "--turns", type=int, default=0, help="the long tool loop of long.py, not the reference"
+    )
     args = parser.parse_args()
-    with ScriptedServer(reply_for, latency=args.latency) as server:
+    script = long_reply(args.turns) if args.turns else reply_for
+    with ScriptedServer(script, latency=args.latency) as server:
         print(server.url, flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin
 

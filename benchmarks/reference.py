@@ -131,10 +131,14 @@ async def handwritten(client: AsyncOpenAI, model: str) -> str | None:
 
 
 @contextlib.contextmanager
-def server_process(latency: float = 0.0) -> Iterator[str]:
-    """Start the scripted server in a subprocess; yields its base URL."""
+def server_process(latency: float = 0.0, turns: int = 0) -> Iterator[str]:
+    """Start the scripted server in a subprocess; yields its base URL. ``turns``: it
+    serves long.py's tool loop of that many turns instead of the reference flow."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._server", "--latency", str(latency)],
+        [
+            *(sys.executable, "-m", "benchmarks._server"),
+            *("--latency", str(latency), "--turns", str(turns)),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

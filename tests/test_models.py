@@ -157,3 +157,32 @@ def test_a_new_flow_model_is_used_by_the_next_run(serve: Serve) -> None:
     flow.model = model_b
     assert flow.run("hi").output == "from b"
     assert (len(first.requests), len(second.requests)) == (1, 1)
+
+
+def test_settings_go_where_create_would_send_them(serve: Serve) -> None:
+    """Issue 18: requests go through the client's post(), not create(): the body
+    settings, extra_headers/extra_query/extra_body and the auth still arrive."""
+    server, _ = serve(["ok"])
+    model = fg.OpenAIModel(
+        "m",
+        base_url=server.url,
+        api_key="sk-test",
+        temperature=0,
+        seed=7,
+        extra_headers={"X-Team": "refunds"},
+        extra_query={"api-version": "2024-10-21"},
+        extra_body={"user": "ada"},
+        timeout=30,
+    )
+    flow = fg.Flow("settings", model=model)
+    flow.edge(fg.START, fg.Agent("a", "Be brief."))
+    flow.edge("a", fg.END)
+
+    assert flow.run("hi").output == "ok"
+
+    (request,) = server.requests
+    assert (request.body["temperature"], request.body["seed"], request.body["user"]) == (0, 7, "ada")
+    assert "extra_headers" not in request.body and "timeout" not in request.body
+    assert request.headers["x-team"] == "refunds"
+    assert request.headers["authorization"] == "Bearer sk-test"
+    assert request.path.endswith("/chat/completions")

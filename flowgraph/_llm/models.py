@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import weakref
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from flowgraph._base.bridge import close_with_loop
 from flowgraph._base.context import Usage
@@ -18,6 +19,7 @@ from flowgraph._base.retry import Retry
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletion
 
 DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
 
@@ -137,17 +139,52 @@ class OpenAIModel:
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
     ) -> Completion:
-        options = dict(self.settings)
+        body = {"model": self.name, "messages": messages, **self._body}
         if tools:
-            options["tools"] = tools
+            body["tools"] = tools
         if response_format is not None:
-            options["response_format"] = response_format
-        response = await self.client().chat.completions.create(
-            model=self.name,
-            messages=messages,  # type: ignore[arg-type]
-            **options,
+            body["response_format"] = response_format
+        # The client's post, not chat.completions.create(): create() walks every message
+        # of the history through its type transform, on every request, so a long run
+        # cost the square of its length in CPU. The history is JSON already (the engine
+        # holds it so); the client still brings its auth, base URL, headers and errors.
+        response = await self.client().post(
+            "/chat/completions",
+            body=body,
+            cast_to=_chat_completion(),
+            options=cast(Any, self._options),  # openai's RequestOptions, a TypedDict
         )
         return _completion(response)
+
+    @functools.cached_property
+    def _body(self) -> dict[str, Any]:
+        """The settings sent in every request's body."""
+        return {key: value for key, value in self.settings.items() if key not in REQUEST_OPTIONS}
+
+    @functools.cached_property
+    def _options(self) -> dict[str, Any]:
+        """The settings that are options of the HTTP request, as ``create()`` takes them
+        (``extra_headers``, ``extra_query``, ``extra_body``, ``timeout``)."""
+        return {
+            REQUEST_OPTIONS[key]: value
+            for key, value in self.settings.items()
+            if key in REQUEST_OPTIONS
+        }
+
+
+# create()'s keyword arguments that are request options, not body fields.
+REQUEST_OPTIONS = {
+    "extra_headers": "headers",
+    "extra_query": "params",
+    "extra_body": "extra_json",
+    "timeout": "timeout",
+}
+
+
+def _chat_completion() -> type[ChatCompletion]:
+    from openai.types.chat import ChatCompletion  # deferred with openai (see client())
+
+    return ChatCompletion
 
 
 def _env_key() -> str:
