@@ -181,7 +181,8 @@ def test_settings_go_where_create_would_send_them(serve: Serve) -> None:
     assert flow.run("hi").output == "ok"
 
     (request,) = server.requests
-    assert (request.body["temperature"], request.body["seed"], request.body["user"]) == (0, 7, "ada")
+    body = request.body
+    assert (body["temperature"], body["seed"], body["user"]) == (0, 7, "ada")
     assert "extra_headers" not in request.body and "timeout" not in request.body
     assert request.headers["x-team"] == "refunds"
     assert request.headers["authorization"] == "Bearer sk-test"
