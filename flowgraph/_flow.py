@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 import warnings
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowgraph._base.bridge import blocks_a_loop, run_sync
@@ -31,7 +31,9 @@ from flowgraph._store.records import Commit, RunInfo
 if TYPE_CHECKING:
     import graphviz
 
+    from flowgraph._base.events import StreamEvent
     from flowgraph._draw.live import Live, LiveView, TextProgress
+    from flowgraph._engine.run import Tap
 
 
 Input = str | Sequence[Mapping[str, Any]]
@@ -119,6 +121,106 @@ class Flow(FlowSpec):
             FlowValidationError: the flow is broken (nothing was sent).
             RunError: the run failed; ``error.result`` holds the run so far.
         """
+        return await self._start(
+            input,
+            context=context,
+            max_steps=max_steps,
+            run_id=run_id,
+            hooks=hooks,
+            live=live,
+            store=store,
+            deadline=deadline,
+        )
+
+    async def astream(
+        self,
+        input: Input,
+        *,
+        context: Any = None,
+        max_steps: int | None = None,
+        run_id: str | None = None,
+        hooks: Hooks | Sequence[Hooks] = (),
+        store: Store | None = None,
+        deadline: float | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Run the flow as ``arun`` does, yielding what happens as it happens: typed
+        events (``flowgraph.events``), the last one ``run_finished`` with the result.
+
+        Every event has ``type``, ``run_id``, ``step`` and ``path`` (the nodes it
+        happened in, outermost first: a sub-flow's or a nested chat's events say so).
+        A consumer slower than the run holds it back (nothing is buffered without
+        bound); stopping early (``break``) cancels the run, which keeps what it
+        committed. A run that fails yields ``run_finished`` (its result failed), then
+        raises its ``RunError``.
+
+        Example:
+            >>> async for event in flow.astream("Refund A-1"):  # doctest: +SKIP
+            ...     if event.type == "text_delta":
+            ...         print(event.delta, end="")
+        """
+        # Deferred: the events' models would add to every program's import.
+        from flowgraph._engine.stream import Tap, events
+
+        tap = Tap()
+        start = self._start(
+            input,
+            context=context,
+            max_steps=max_steps,
+            run_id=run_id,
+            hooks=hooks,
+            live=False,
+            store=store,
+            deadline=deadline,
+            tap=tap,
+        )
+        async for event in events(start, tap):
+            yield event
+
+    def stream(
+        self,
+        input: Input,
+        *,
+        context: Any = None,
+        max_steps: int | None = None,
+        run_id: str | None = None,
+        hooks: Hooks | Sequence[Hooks] = (),
+        store: Store | None = None,
+        deadline: float | None = None,
+    ) -> Iterator[StreamEvent]:
+        """``astream`` for sync code and Jupyter: the same events, one by one, from the
+        run on flowgraph's own loop (as ``run`` does). Closing the iterator early
+        cancels the run."""
+        agen = self.astream(
+            input,
+            context=context,
+            max_steps=max_steps,
+            run_id=run_id,
+            hooks=hooks,
+            store=store,
+            deadline=deadline,
+        )
+        try:
+            while True:
+                try:
+                    yield run_sync(_next(agen))
+                except StopAsyncIteration:
+                    return
+        finally:
+            run_sync(agen.aclose())
+
+    async def _start(
+        self,
+        input: Input,
+        *,
+        context: Any,
+        max_steps: int | None,
+        run_id: str | None,
+        hooks: Hooks | Sequence[Hooks],
+        live: Live,
+        store: Store | None,
+        deadline: float | None,
+        tap: Tap | None = None,
+    ) -> RunResult:
         _check_call(max_steps, hooks, live, deadline)
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
             raise UsageError(f"run_id must be non-empty text, got {run_id!r}")
@@ -130,6 +232,7 @@ class Flow(FlowSpec):
             run_id or uuid.uuid4().hex,
             max_steps or self.max_steps,
         )
+        run.tap = tap
         checkpointer = open_store(store)
         async with leased(checkpointer, run.run_id, fresh=run_id is None):  # one driver
             if checkpointer is not None:
@@ -179,6 +282,8 @@ class Flow(FlowSpec):
         seconds = deadline if deadline is not None else self.deadline
         if seconds is not None:
             run.deadline = time.monotonic() + seconds
+        if run.tap is not None:
+            await run.tell("run_started", flow=self.name, resumed=bool(run.resume))
         extra = [hooks] if isinstance(hooks, Hooks) else list(hooks)
         view = None
         if live:
@@ -402,6 +507,10 @@ def _check_resumable(flow: Flow, snapshot: Commit, reply: Any) -> None:
         )
     if snapshot.waiting is None and reply is not None:
         raise UsageError(f"{where} is not waiting for a reply ({snapshot.status}); drop reply=")
+
+
+async def _next(events: AsyncIterator[StreamEvent]) -> StreamEvent:
+    return await events.__anext__()
 
 
 def _check_call(max_steps: object, hooks: object, live: object, deadline: object) -> None:

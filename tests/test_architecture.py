@@ -17,6 +17,7 @@ import networkx
 import openai
 
 import flowgraph as fg
+import flowgraph.events
 import flowgraph.stores
 import flowgraph.testing
 
@@ -41,11 +42,13 @@ DEFERRED = {
     # The facade's drawing: most programs never draw, and it is a twentieth of the import.
     ("_flow.py", "flowgraph._draw"),
     ("_flow.py", "flowgraph._draw.live"),
+    # Streaming, with the events' pydantic models: most programs never stream.
+    ("_flow.py", "flowgraph._engine.stream"),
 }
 # Private types a public signature may take (never return), each for a stated reason:
 # Flow is a FlowSpec, and where a flow is accepted the base class is what is written.
 PRIVATE_PARAMETERS = {"FlowSpec"}
-PUBLIC_MODULES = (fg, flowgraph.stores, flowgraph.testing)
+PUBLIC_MODULES = (fg, flowgraph.events, flowgraph.stores, flowgraph.testing)
 
 
 def _modules() -> list[Path]:

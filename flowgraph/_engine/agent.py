@@ -83,6 +83,7 @@ class _Loop:
     ) -> None:
         self.run, self.agent, self.messages, self.exits = run, agent, messages, exits
         self.node, self.as_node = node, as_node
+        self.inner = None if as_node else agent.name  # the agent, in a nested chat's path
         self.tools, self.schemas = run.plan.toolset(agent, exits)
         # The run's conversation is checked incrementally across visits; a nested
         # chat's is short and checked per turn.
@@ -190,6 +191,7 @@ class _Loop:
             retry=agent.retry,
             timeout=agent.request_timeout,
             checked=True,
+            inner=self.inner,
         )
         message = completion.message
         if message.get("tool_calls"):
@@ -236,6 +238,14 @@ class _Loop:
         if observed:
             start = ToolEvent(run.run_id, run.step, self.node, tool.name, call["id"], arguments)
             await run.hooks.emit("tool_start", start, run.note)
+        if run.tap is not None:
+            await run.tell(
+                "tool_started",
+                call_id=call["id"],
+                tool=tool.name,
+                arguments=arguments,
+                inner=self.inner,
+            )
         token = CURRENT_CALL.set(CallKey(run.call_key(call["id"]), can_pause=self.as_node))
         failed = True
         try:
@@ -259,6 +269,15 @@ class _Loop:
                 failed=failed,
             )
             await run.hooks.emit("tool_end", end, run.note)
+        if run.tap is not None:
+            await run.tell(
+                "tool_finished",
+                call_id=call["id"],
+                tool=tool.name,
+                output=text,
+                error=failed,
+                inner=self.inner,
+            )
         return text
 
     async def _run_tool(self, tool: Tool, arguments: str) -> str:

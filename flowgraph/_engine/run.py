@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from flowgraph._base.callables import call_user
 from flowgraph._base.context import CURRENT_CALL, HOOK_FLOWS
@@ -50,6 +50,13 @@ class Visit:
     inner: RunResult | None = None  # a sub-flow's run
 
 
+class Tap(Protocol):
+    """What listens to a streamed run (``flow.astream``); a run with no tap is not
+    streamed, and says nothing."""
+
+    async def tell(self, type: str, run: Run, fields: dict[str, Any], /) -> None: ...
+
+
 class Run(RunState):
     """A run in flight: its state (``RunState``), and the services its nodes' visits
     use: model requests with retry (``complete``), hooks (``after_completion``),
@@ -83,10 +90,23 @@ class Run(RunState):
         self.max_steps = max_steps
         self.history = HistoryCheck()  # of ``messages``, checked before each request
         self.call_ids = CallIds()  # of ``messages``: a reply's calls get ids of their own
+        self.tap: Tap | None = parent.tap if parent is not None else None
         # What the visit in progress did, for its StepRecord: the model its requests
         # went to, and the hooks that injected messages or ran flows.
         self.asked: str | None = None
         self.hooked: list[HookRecord] = []
+
+    async def tell(self, type: str, /, **fields: Any) -> None:
+        """Say what happened to whoever streams the run (see ``_engine/stream.py``);
+        callers check ``self.tap`` first, sparing the arguments when no one listens."""
+        if self.tap is not None:
+            await self.tap.tell(type, self, fields)
+
+    def nodes(self) -> list[str]:
+        """The nodes the run is in now, outermost first: a sub-flow's run is in its
+        parent's sub-flow node, then in its own."""
+        outer = self.parent.nodes() if self.parent is not None else []
+        return [*outer, self.ctx.node] if self.ctx.node else outer
 
     def deadline_passed(self, node: str) -> DeadlineExceeded:
         return DeadlineExceeded(
@@ -200,11 +220,13 @@ class Run(RunState):
         retry: Retry | None = None,
         timeout: float | None = None,
         checked: bool = False,
+        inner: str | None = None,
     ) -> Completion:
         """Send one request for ``node`` (with ``model``, by default the node's) after
         checking the history (unless the caller ``checked`` it), retrying as ``retry``
         (else the flow's, else the model's policy) allows; count its usage for the
-        node and the run."""
+        node and the run. ``inner``: the agent inside the node that asks (a nested
+        chat's), for the stream's event path."""
         if not checked:
             self.check_history(node, messages)
         model = model or self.model_of(self.plan.nodes.get(node))
@@ -240,7 +262,25 @@ class Run(RunState):
             )
         self.spend(node, completion.usage)
         self.asked = model.name
+        if self.tap is not None:
+            await self._tell_reply(completion.message, inner)
         return completion
+
+    async def _tell_reply(self, message: Message, inner: str | None) -> None:
+        """A reply's text and tool calls, as deltas. (From a model that streams they
+        will come piece by piece, as they arrive.)"""
+        if message.get("content"):
+            await self.tell("text_delta", delta=message["content"], inner=inner)
+        for index, call in enumerate(message.get("tool_calls") or ()):
+            function = call.get("function", {})
+            await self.tell(
+                "tool_call_delta",
+                index=index,
+                call_id=call.get("id"),
+                name=function.get("name"),
+                delta=function.get("arguments") or "",
+                inner=inner,
+            )
 
     def check_history(
         self, node: str, messages: list[Message], history: HistoryCheck | None = None
@@ -282,8 +322,11 @@ class Run(RunState):
             finally:
                 HOOK_FLOWS.reset(token)
             if flows or len(self.messages) > before:
-                roles = [str(message.get("role")) for message in self.messages[before:]]
+                added = self.messages[before:]
+                roles = [str(message.get("role")) for message in added]
                 self.hooked.append(HookRecord(hook=name, point=point, injected=roles, flows=flows))
+                if self.tap is not None and added:
+                    await self.tell("injected", hook=name, messages=added)
 
     def result(self, status: Status, reason: str) -> RunResult:
         result = RunResult(

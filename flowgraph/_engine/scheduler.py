@@ -150,6 +150,8 @@ async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
         await hooks.emit(
             "node_enter", NodeEvent(run.run_id, run.step, node.name, node.kind), run.note
         )
+    if run.tap is not None:
+        await run.tell("node_entered", kind=node.kind)
     started = time.perf_counter()
     usage_before = run.usage.model_copy()
     # A tool step may ask a human (ctx.interrupt); an agent's tool calls set their own key.
@@ -185,6 +187,10 @@ async def _exit(run: Run, node: Node, visit: Visit, started: float, usage_before
     if run.hooks.wants("node_exit"):
         event = NodeEvent(run.run_id, run.step, node.name, node.kind, visit.output, seconds, spent)
         await run.hooks.emit("node_exit", event, run.note)
+    if run.tap is not None:
+        await run.tell(
+            "node_exited", kind=node.kind, output=visit.output, seconds=seconds, usage=spent
+        )
 
 
 async def _end(run: Run, node: Node, reason: str) -> RunResult:
@@ -214,6 +220,10 @@ async def _leave(run: Run, node: Node, visit: Visit) -> Edge | None:
             "handoff",
             HandoffEvent(run.run_id, run.step, edge.source, edge.target, edge.kind, edge.label),
             run.note,
+        )
+    if run.tap is not None:
+        await run.tell(
+            "handoff", source=edge.source, target=edge.target, edge=edge.kind, label=edge.label
         )
     return edge
 
