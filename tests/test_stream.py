@@ -50,6 +50,36 @@ def support(model: fg.Model) -> fg.Flow:
     return flow
 
 
+def merged(streamed: list[Any]) -> list[Any]:
+    """The events with each run of pieces of one text or one tool call joined: the
+    order test compares what was said, not how the server cut it."""
+    joined: list[Any] = []
+    for event in streamed:
+        last = joined[-1] if joined else None
+        same = (
+            last is not None
+            and event.type == last.type
+            and event.path == last.path
+            and event.type in ("text_delta", "tool_call_delta")
+            and getattr(event, "index", None) == getattr(last, "index", None)
+        )
+        if same:
+            joined[-1] = last.model_copy(
+                update={
+                    "delta": last.delta + event.delta,
+                    **(
+                        {"call_id": last.call_id or event.call_id}
+                        if event.type != "text_delta"
+                        else {}
+                    ),
+                    **({"name": last.name or event.name} if event.type != "text_delta" else {}),
+                }
+            )
+        else:
+            joined.append(event)
+    return joined
+
+
 def said(event: Any) -> tuple[Any, ...]:
     """An event without its timings and ids: what the order test compares."""
     data = event.model_dump(exclude={"run_id", "seconds", "usage", "result"})
@@ -61,7 +91,10 @@ def test_the_events_of_a_run_in_order(serve: Serve) -> None:
 
     streamed = list(support(model).stream("Refund A-1"))
 
-    assert [said(event) for event in streamed] == [
+    # Streamed from the model: the answers and the calls' arguments came in pieces.
+    pieces = [e for e in streamed if e.type == "text_delta" and e.path == ["refund"]]
+    assert len(pieces) > 1
+    assert [said(event) for event in merged(streamed)] == [
         ("run_started", 0, "", "support", False),
         ("handoff", 0, "", "START", "triage", "fallback", ""),
         ("node_entered", 1, "triage", "agent"),
@@ -114,7 +147,9 @@ def test_a_streamed_run_and_a_plain_one_give_the_same_result(serve: Serve) -> No
         plain.status,
     )
     assert streamed.usage == plain.usage and streamed.chats == plain.chats
-    assert [r.body for r in again.requests] == [r.body for r in server.requests]
+    asked_to_stream = {"stream": True, "stream_options": {"include_usage": True}}
+    for plain_request, streamed_request in zip(server.requests, again.requests, strict=True):
+        assert streamed_request.body == {**plain_request.body, **asked_to_stream}
 
 
 def test_the_text_deltas_make_the_answers(serve: Serve) -> None:
@@ -244,3 +279,81 @@ def test_requests_sent_while_streaming_are_valid_for_a_strict_server() -> None:
     with ScriptedServer(SCRIPT) as server:
         list(support(server.model()).stream("Refund A-1"))
     assert [request.rejection for request in server.requests] == [None] * 4
+
+
+# -- streaming from the model -------------------------------------------------------------
+
+
+def one_agent(model: fg.Model, tools: list[Any] = ()) -> fg.Flow:  # type: ignore[assignment]
+    flow = fg.Flow("desk", model=model)
+    flow.edge(fg.START, fg.Agent("clerk", "Help.", tools=list(tools)))
+    flow.edge("clerk", fg.END)
+    return flow
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["connection dropped", "stream just stops"])
+def test_a_cut_stream_is_retried_and_the_consumer_is_told(clean: bool) -> None:
+    from flowgraph.testing import truncated
+
+    with ScriptedServer(
+        [truncated(after=3, reply="Refunded A-1.", clean=clean), "Refunded A-1."]
+    ) as server:
+        streamed = list(one_agent(server.model()).stream("Refund A-1"))
+
+    kinds = [event.type for event in streamed]
+    retried = kinds.index("request_retried")
+    assert "text_delta" in kinds[:retried]  # the cut attempt had begun to answer
+    event = streamed[retried]
+    assert event.attempt == 2 and event.path == ["clerk"]  # type: ignore[union-attr]
+    after = "".join(e.delta for e in streamed[retried:] if e.type == "text_delta")  # type: ignore[union-attr]
+    assert after == "Refunded A-1."
+    result = streamed[-1].result  # type: ignore[union-attr]
+    assert (result.output, result.usage.requests) == ("Refunded A-1.", 1)
+    assert len(server.requests) == 2
+
+
+def test_a_model_that_does_not_stream_still_gives_its_text_as_a_delta() -> None:
+    class Echo:
+        name = "echo"
+
+        async def complete(
+            self, messages: Any, *, tools: Any = None, response_format: Any = None
+        ) -> fg.Completion:
+            return fg.Completion({"role": "assistant", "content": "echo"}, fg.Usage(requests=1))
+
+    texts = [e.delta for e in one_agent(Echo()).stream("hi") if e.type == "text_delta"]  # type: ignore[union-attr]
+    assert texts == ["echo"]
+
+
+def test_parallel_tool_calls_stream_by_index_and_both_run() -> None:
+    calls = [tool_call("lookup", {"order_id": "A-1"}), tool_call("lookup", {"order_id": "B-22"})]
+    with ScriptedServer([calls, "Both delivered."]) as server:
+        streamed = list(one_agent(server.model(), [lookup]).stream("Where are A-1 and B-22?"))
+
+    arguments: dict[int, str] = {}
+    for event in streamed:
+        if event.type == "tool_call_delta":
+            arguments[event.index] = arguments.get(event.index, "") + event.delta
+    assert arguments == {0: '{"order_id": "A-1"}', 1: '{"order_id": "B-22"}'}
+    started = [e.arguments for e in streamed if e.type == "tool_started"]  # type: ignore[union-attr]
+    assert sorted(started) == ['{"order_id": "A-1"}', '{"order_id": "B-22"}']
+    assert streamed[-1].result.output == "Both delivered."  # type: ignore[union-attr]
+
+
+def test_stopping_mid_answer_cancels_the_request_and_leaves_no_task() -> None:
+    long_answer = "word " * 400
+    with ScriptedServer([long_answer], stream_delay=0.01) as server:
+        flow = one_agent(server.model())
+
+        async def main() -> tuple[int, int]:
+            pieces = 0
+            async for event in flow.astream("Talk."):
+                if event.type == "text_delta":
+                    pieces += 1
+                    if pieces == 3:
+                        break
+            await asyncio.sleep(0.05)
+            return pieces, len(asyncio.all_tasks())
+
+        pieces, tasks = asyncio.run(main())
+    assert (pieces, tasks) == (3, 1)

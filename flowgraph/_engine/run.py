@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from flowgraph._base.callables import call_user
 from flowgraph._base.context import CURRENT_CALL, HOOK_FLOWS
@@ -25,8 +26,9 @@ from flowgraph._graph.edges import Edge
 from flowgraph._graph.hooks import HookContext, HookSet
 from flowgraph._graph.nodes import Node
 from flowgraph._graph.plan import Plan
-from flowgraph._llm.models import Completion, Model
+from flowgraph._llm.models import Completion, Delta, Model, StreamingModel, deltas_of
 from flowgraph._store.open import DEFAULT_STORE
+from flowgraph._store.protocol import implements
 from flowgraph._store.records import Position
 
 WORTH_SAVING = 0.001  # seconds of work inside a visit worth a commit of their own
@@ -232,11 +234,16 @@ class Run(RunState):
         model = model or self.model_of(self.plan.nodes.get(node))
         flow = self.plan.flow
         policy = retry or flow.retry or getattr(model, "retry", None) or DEFAULT_REQUEST_RETRY
+        ask = (
+            self._streamed(model, messages, tools, response_format, inner)
+            if self.tap is not None
+            else lambda: model.complete(
+                messages, tools=tools or None, response_format=response_format
+            )
+        )
         try:
             completion = await retrying(
-                lambda: model.complete(
-                    messages, tools=tools or None, response_format=response_format
-                ),
+                ask,
                 policy,
                 transient,
                 timeout=timeout or flow.request_timeout,
@@ -262,25 +269,58 @@ class Run(RunState):
             )
         self.spend(node, completion.usage)
         self.asked = model.name
-        if self.tap is not None:
-            await self._tell_reply(completion.message, inner)
         return completion
 
-    async def _tell_reply(self, message: Message, inner: str | None) -> None:
-        """A reply's text and tool calls, as deltas. (From a model that streams they
-        will come piece by piece, as they arrive.)"""
-        if message.get("content"):
-            await self.tell("text_delta", delta=message["content"], inner=inner)
-        for index, call in enumerate(message.get("tool_calls") or ()):
-            function = call.get("function", {})
-            await self.tell(
-                "tool_call_delta",
-                index=index,
-                call_id=call.get("id"),
-                name=function.get("name"),
-                delta=function.get("arguments") or "",
-                inner=inner,
-            )
+    def _streamed(
+        self,
+        model: Model,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None,
+        response_format: dict[str, Any] | None,
+        inner: str | None,
+    ) -> Callable[[], Awaitable[Completion]]:
+        """One try of a request whose reply the stream is told piece by piece: as the
+        model sends them if it streams (``StreamingModel``), else the whole reply at
+        once. A try after a failed one says so first: its pieces were void."""
+        tries: list[BaseException | None] = []
+
+        async def tell(delta: Delta) -> None:
+            if delta.index is None:
+                await self.tell("text_delta", delta=delta.text, inner=inner)
+            else:
+                await self.tell(
+                    "tool_call_delta",
+                    index=delta.index,
+                    call_id=delta.call_id,
+                    name=delta.name,
+                    delta=delta.arguments,
+                    inner=inner,
+                )
+
+        async def attempt() -> Completion:
+            if tries:
+                error = f"{type(tries[-1]).__name__}: {tries[-1]}"
+                await self.tell("request_retried", attempt=len(tries) + 1, error=error, inner=inner)
+            tries.append(None)
+            try:
+                if implements(model, StreamingModel):
+                    return await cast(StreamingModel, model).stream(
+                        messages,
+                        on_delta=tell,
+                        tools=tools or None,
+                        response_format=response_format,
+                    )
+                completion = await model.complete(
+                    messages, tools=tools or None, response_format=response_format
+                )
+                for delta in deltas_of(completion.message):
+                    await tell(delta)
+                return completion
+            except Exception as exc:
+                tries[-1] = exc
+                raise
+
+        return attempt
 
     def check_history(
         self, node: str, messages: list[Message], history: HistoryCheck | None = None

@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
@@ -53,6 +53,54 @@ class Model(Protocol):
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
     ) -> Completion: ...
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of a reply as a streaming model sends it: text, or a piece of the tool
+    call at ``index`` (its id and name first, then its arguments)."""
+
+    text: str = ""
+    index: int | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+OnDelta = Callable[[Delta], Awaitable[None]]
+
+
+@runtime_checkable
+class StreamingModel(Protocol):
+    """A model that can also send its reply piece by piece (``OpenAIModel`` can): a
+    streamed run asks it so. ``on_delta`` is awaited for each piece; the ``Completion``
+    returned is the whole reply, as ``complete`` would give it."""
+
+    async def stream(
+        self,
+        messages: list[Message],
+        *,
+        on_delta: OnDelta,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> Completion: ...
+
+
+def deltas_of(message: Message) -> list[Delta]:
+    """A whole reply as the pieces a streaming model would have sent: its text, then
+    each tool call (for a model that does not stream)."""
+    deltas = [Delta(text=message["content"])] if message.get("content") else []
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        function = call.get("function") or {}
+        deltas.append(
+            Delta(
+                index=index,
+                call_id=call.get("id"),
+                name=function.get("name"),
+                arguments=function.get("arguments") or "",
+            )
+        )
+    return deltas
 
 
 def check_model(model: object, owner: str) -> None:
@@ -139,11 +187,7 @@ class OpenAIModel:
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
     ) -> Completion:
-        body = {"model": self.name, "messages": messages, **self._body}
-        if tools:
-            body["tools"] = tools
-        if response_format is not None:
-            body["response_format"] = response_format
+        body = self._request(messages, tools, response_format)
         # The client's post, not chat.completions.create(): create() walks every message
         # of the history through its type transform, on every request, so a long run
         # cost the square of its length in CPU. The history is JSON already (the engine
@@ -155,6 +199,54 @@ class OpenAIModel:
             options=cast(Any, self._options),  # openai's RequestOptions, a TypedDict
         )
         return _completion(response)
+
+    async def stream(
+        self,
+        messages: list[Message],
+        *,
+        on_delta: OnDelta,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> Completion:
+        """``complete``, the reply streamed: ``on_delta`` is awaited with each piece
+        as it arrives; usage comes from the last chunk (``stream_options``)."""
+        from openai import AsyncStream  # deferred with openai (see client())
+        from openai.types.chat import ChatCompletionChunk
+
+        body = self._request(messages, tools, response_format)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        chunks = await self.client().post(
+            "/chat/completions",
+            body=body,
+            cast_to=_chat_completion(),
+            options=cast(Any, self._options),
+            stream=True,
+            stream_cls=AsyncStream[ChatCompletionChunk],
+        )
+        reply = _Assembled()
+        async with chunks:
+            async for chunk in chunks:
+                for delta in reply.add(chunk):
+                    await on_delta(delta)
+        if not reply.finished:
+            # The server closed the stream before the reply said it was over: a cut, as a
+            # dropped connection is (and, as that, worth another try).
+            raise StreamCut(f"the stream of {self.name} ended before its reply's end")
+        return reply.completion()
+
+    def _request(
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None,
+        response_format: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        body = {"model": self.name, "messages": messages, **self._body}
+        if tools:
+            body["tools"] = tools
+        if response_format is not None:
+            body["response_format"] = response_format
+        return body
 
     @functools.cached_property
     def _body(self) -> dict[str, Any]:
@@ -210,8 +302,70 @@ def _completion(response: Any) -> Completion:
     return Completion(message, usage)
 
 
+class StreamCut(ConnectionError):
+    """A streamed reply stopped before its end (no ``finish_reason``, no ``[DONE]``)."""
+
+
+class _Assembled:
+    """A streamed reply put together from its chunks, as the plain reply would be:
+    the first choice's text and tool calls (by their index), and the usage."""
+
+    def __init__(self) -> None:
+        self.text: list[str] | None = None  # None: no chunk had content, not even ""
+        self.calls: dict[int, list[Any]] = {}  # index: [id, name, argument pieces]
+        self.usage = Usage(requests=1)
+        self.finished = False  # a chunk gave the reply's finish_reason
+
+    def add(self, chunk: Any) -> list[Delta]:
+        if chunk.usage is not None:
+            self.usage.prompt_tokens = _count(chunk.usage.prompt_tokens)
+            self.usage.completion_tokens = _count(chunk.usage.completion_tokens)
+        choice = next((c for c in chunk.choices or () if c.index == 0), None)
+        if choice is None:
+            return []
+        self.finished = self.finished or choice.finish_reason is not None
+        if choice.delta is None:
+            return []
+        deltas = []
+        content = choice.delta.content
+        if isinstance(content, str):
+            if self.text is None:
+                self.text = []
+            self.text.append(content)
+            if content:
+                deltas.append(Delta(text=content))
+        for piece in choice.delta.tool_calls or ():
+            index = piece.index if isinstance(piece.index, int) else len(self.calls)
+            call = self.calls.setdefault(index, [None, None, []])
+            function = piece.function
+            name = function.name if function is not None else None
+            arguments = function.arguments if function is not None else None
+            call[0] = piece.id or call[0]
+            call[1] = name or call[1]
+            if isinstance(arguments, str):
+                call[2].append(arguments)
+            delta = Delta(index=index, call_id=piece.id, name=name, arguments=arguments or "")
+            deltas.append(delta)
+        return deltas
+
+    def completion(self) -> Completion:
+        text = "".join(self.text) if self.text is not None else None
+        message: Message = {"role": "assistant", "content": text}
+        calls = [
+            _call_message(call_id, name, "".join(pieces), index)
+            for index, (call_id, name, pieces) in sorted(self.calls.items())
+            if name
+        ]
+        if calls:
+            message["tool_calls"] = calls
+        return Completion(message, self.usage)
+
+
 def _call(call: Any, index: int) -> Message:
-    call_id, name, arguments = call.id, call.function.name, call.function.arguments
+    return _call_message(call.id, call.function.name, call.function.arguments, index)
+
+
+def _call_message(call_id: Any, name: Any, arguments: Any, index: int) -> Message:
     if not isinstance(arguments, str):
         arguments = "" if arguments is None else json.dumps(arguments, default=str)
     return {
