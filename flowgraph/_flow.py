@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flowgraph._base.bridge import blocks_a_loop, run_sync
+from flowgraph._base.bridge import blocks_a_loop, iterate, run_sync
 from flowgraph._base.checks import check_count, check_seconds
 from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import RunError
@@ -190,23 +190,17 @@ class Flow(FlowSpec):
         """``astream`` for sync code and Jupyter: the same events, one by one, from the
         run on flowgraph's own loop (as ``run`` does). Closing the iterator early
         cancels the run."""
-        agen = self.astream(
-            input,
-            context=context,
-            max_steps=max_steps,
-            run_id=run_id,
-            hooks=hooks,
-            store=store,
-            deadline=deadline,
+        return iterate(
+            self.astream(
+                input,
+                context=context,
+                max_steps=max_steps,
+                run_id=run_id,
+                hooks=hooks,
+                store=store,
+                deadline=deadline,
+            )
         )
-        try:
-            while True:
-                try:
-                    yield run_sync(_next(agen))
-                except StopAsyncIteration:
-                    return
-        finally:
-            run_sync(agen.aclose())
 
     async def _start(
         self,
@@ -260,6 +254,60 @@ class Flow(FlowSpec):
     ) -> RunResult:
         """Go on with a stored run from its last commit: after a crash, a failure,
         or a pause (then with the human's ``reply``). Arguments as for ``resume``."""
+        return await self._resume(run_id, store, reply, max_steps, hooks, live, deadline)
+
+    async def astream_resume(
+        self,
+        run_id: str,
+        *,
+        store: Store | None = None,
+        reply: Any = None,
+        max_steps: int | None = None,
+        hooks: Hooks | Sequence[Hooks] = (),
+        deadline: float | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """``aresume``, streamed as ``astream`` streams a run (``run_started`` says
+        ``resumed=True``)."""
+        from flowgraph._engine.stream import Tap, events  # deferred: see astream
+
+        tap = Tap()
+        start = self._resume(run_id, store, reply, max_steps, hooks, False, deadline, tap)
+        async for event in events(start, tap):
+            yield event
+
+    def stream_resume(
+        self,
+        run_id: str,
+        *,
+        store: Store | None = None,
+        reply: Any = None,
+        max_steps: int | None = None,
+        hooks: Hooks | Sequence[Hooks] = (),
+        deadline: float | None = None,
+    ) -> Iterator[StreamEvent]:
+        """``astream_resume`` for sync code and Jupyter, as ``stream`` is ``astream``'s."""
+        return iterate(
+            self.astream_resume(
+                run_id,
+                store=store,
+                reply=reply,
+                max_steps=max_steps,
+                hooks=hooks,
+                deadline=deadline,
+            )
+        )
+
+    async def _resume(
+        self,
+        run_id: str,
+        store: Store | None,
+        reply: Any,
+        max_steps: int | None,
+        hooks: Hooks | Sequence[Hooks],
+        live: Live,
+        deadline: float | None,
+        tap: Tap | None = None,
+    ) -> RunResult:
         _check_call(max_steps, hooks, live, deadline)
         checkpointer = open_store(store) or DEFAULT_STORE
         async with leased(checkpointer, run_id):  # before loading: no one moves it on
@@ -270,6 +318,7 @@ class Flow(FlowSpec):
             if snapshot.waiting is not None:
                 snapshot.replies[snapshot.waiting.key] = reply
             run = restore(self._compile(), snapshot, max_steps or self.max_steps)
+            run.tap = tap
             if checkpointer is DEFAULT_STORE:
                 DEFAULT_STORE.forget(run_id)  # it lives on in this run; a pause keeps it again
             else:
@@ -507,10 +556,6 @@ def _check_resumable(flow: Flow, snapshot: Commit, reply: Any) -> None:
         )
     if snapshot.waiting is None and reply is not None:
         raise UsageError(f"{where} is not waiting for a reply ({snapshot.status}); drop reply=")
-
-
-async def _next(events: AsyncIterator[StreamEvent]) -> StreamEvent:
-    return await events.__anext__()
 
 
 def _check_call(max_steps: object, hooks: object, live: object, deadline: object) -> None:

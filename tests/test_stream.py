@@ -357,3 +357,31 @@ def test_stopping_mid_answer_cancels_the_request_and_leaves_no_task() -> None:
 
         pieces, tasks = asyncio.run(main())
     assert (pieces, tasks) == (3, 1)
+
+
+def test_a_resumed_run_streams_too(tmp_path: Path, serve: Serve) -> None:
+    """The reply to a human reaches the run, and the rest of it streams."""
+    _, model = serve(["Refund sent."])
+    store = tmp_path / "runs.db"
+    flow = fg.Flow("approvals", model=model)
+    flow.edge(fg.START, fg.Human("approve", prompt="Refund A-1?"))
+    flow.edge("approve", fg.Agent("payer", "Pay."))
+    flow.edge("payer", fg.END)
+
+    *_, paused = flow.stream("go", store=store)
+    run_id = paused.run_id
+    resumed = list(flow.stream_resume(run_id, store=store, reply="yes"))
+
+    assert said(resumed[0]) == ("run_started", 1, "", "approvals", True)
+    assert [e.type for e in merged(resumed)][1:] == [
+        "node_entered",  # this stream's first sight of the Human node's visit
+        "node_exited",  # which ends with the reply
+        "handoff",
+        "node_entered",
+        "text_delta",
+        "node_exited",
+        "handoff",
+        "run_finished",
+    ]
+    result = resumed[-1].result  # type: ignore[union-attr]
+    assert (result.status, result.output, result.run_id) == ("completed", "Refund sent.", run_id)

@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 import sys
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from flowgraph._base.errors import UsageError
@@ -102,6 +102,23 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         with contextlib.suppress(BaseException):
             done.result(timeout=CLEANUP_SECONDS)
         raise
+
+
+def iterate(items: AsyncGenerator[T, None]) -> Iterator[T]:
+    """``items`` for sync code: each item awaited on the portal loop, as ``run_sync``
+    does; closing the iterator early closes ``items`` there too."""
+    try:
+        while True:
+            try:
+                yield run_sync(_next(items))
+            except StopAsyncIteration:
+                return
+    finally:
+        run_sync(items.aclose())
+
+
+async def _next(items: AsyncGenerator[T, None]) -> T:
+    return await items.__anext__()
 
 
 def blocks_a_loop() -> bool:
