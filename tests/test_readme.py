@@ -82,3 +82,20 @@ def test_the_custom_model_of_the_models_section_runs_as_written() -> None:
     flow.edge(fg.START, fg.Agent("parrot"))
     flow.edge("parrot", fg.END)
     assert flow.run("hi").output == "echo: hi"
+
+
+def test_the_streaming_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    code = readme_block("## Streaming: a run as it happens")
+    script: list[ScriptItem] = [
+        tool_call("transfer_to_refund"),
+        tool_call("issue_refund", {"order_id": "A-1"}),
+        "Your refund is on its way.",
+    ]
+    with ScriptedServer(script * 2) as server:  # the 20 lines run the flow once first
+        namespace = exec_with_model(readme_block("## A flow in 20 lines"), server)
+        capsys.readouterr()
+        exec(compile(code, str(README), "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "[refund] issue_refund(" in out
+    assert "Your refund is on its way." in out
+    assert namespace["result"].path == ["triage", "refund", "receipt"]
