@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -222,10 +223,19 @@ def test_run_context_reaches_the_tool_steps(steps: Path) -> None:
     assert (done.returncode, done.stdout) == (0, "Hello, Ada! Yours, the flow.\n")
 
 
-def test_run_json_is_the_whole_result_and_input_may_come_from_stdin(steps: Path) -> None:
+def test_run_json_is_the_events_a_line_each_and_input_may_come_from_stdin(steps: Path) -> None:
+    """Issue 18: --json prints the run's events as they happen, one JSON line each;
+    the last, run_finished, holds the whole result."""
     done = flowgraph("run", steps, "-", "--json", "--context", '{"who": "Ada"}', stdin="piped\n")
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["type"] for line in lines] == [
+        "run_started",
+        *["handoff", "node_entered", "node_exited"] * 2,
+        "handoff",
+        "run_finished",
+    ]
+    result = lines[-1]["result"]
     assert result["messages"][0] == {"role": "user", "content": "piped\n"}
     assert result["path"] == ["greet", "sign"]
     assert result["output"] == "Hello, Ada! Yours, the flow."
@@ -414,3 +424,36 @@ def test_a_flowgraph_warning_is_one_line_said_once(tmp_path: Path) -> None:
 
     silenced = flowgraph("validate", flow_file, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert "warning" not in silenced.stderr
+
+
+def test_in_a_terminal_the_answer_is_printed_as_the_model_writes_it(tmp_path: Path) -> None:
+    """Issue 18: `flowgraph run` printed the answer only at the end."""
+    import pty
+    import select
+
+    agent = write(tmp_path, "agent.py", AGENT)
+    answer = "one two three four five six seven eight"
+    with ScriptedServer([answer], stream_delay=0.2) as server:
+        leader, follower = pty.openpty()
+        command = [sys.executable, "-m", "flowgraph", "run", f"{agent}:build", "hi"]
+        command += ["--model", "scripted", "--base-url", server.url, "--api-key", "k"]
+        with subprocess.Popen(command, stdout=follower, stderr=subprocess.PIPE, text=True) as p:
+            os.close(follower)
+            assert select.select([leader], [], [], 60)[0], "nothing was printed"
+            first = shown = os.read(leader, 1024)
+            first_seen = time.monotonic()
+            _, stderr = p.communicate(timeout=60)
+            ended = time.monotonic()
+            while select.select([leader], [], [], 0.5)[0]:
+                try:
+                    shown += os.read(leader, 1024)
+                except OSError:  # the terminal's other end closed
+                    break
+        os.close(leader)
+
+    assert p.returncode == 0, stderr
+    assert answer.startswith(first.decode()) and len(first) < len(answer)  # a first piece
+    assert ended - first_seen > 0.4, "the first words came only at the end"
+    text = shown.decode().replace("\r\n", "\n")
+    assert text.count(answer) == 1 and text.endswith(answer + "\n")  # not printed twice
+    assert "path: START -> assistant" in stderr

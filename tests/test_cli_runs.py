@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,7 +137,7 @@ def test_resume_with_a_reply_pauses_again_with_exit_5_then_completes(
     assert f"flowgraph runs resume {flow_file}:build_flow {run_id} --store" in err
 
     assert main([*command, "--reply", "no", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = last_result(capsys.readouterr().out)
     assert (result["status"], result["path"]) == ("completed", ["approve", "pay", "receipt"])
     assert result["messages"][-1] == {"role": "user", "content": "no"}
 
@@ -218,11 +219,21 @@ def test_run_with_a_store_pauses_and_runs_resume_finishes(
     command = ["run", target, "Refund please", "--context", '{"order": "C-3"}']
 
     assert main([*command, "--store", str(store), "--json"]) == 5
-    paused = json.loads(capsys.readouterr().out)
+    paused = last_result(capsys.readouterr().out)
     assert paused["status"] == "waiting"
     resume = ["runs", "resume", target, paused["run_id"], "--store", str(store), "--json"]
     assert main([*resume, "--reply", "no"]) == 0
-    assert json.loads(capsys.readouterr().out)["path"] == ["approve"]
+    assert last_result(capsys.readouterr().out)["path"] == ["approve"]
+
+
+def last_result(out: str) -> dict[str, Any]:
+    """The result in the last of --json's event lines (run_finished)."""
+    *_, waiting, finished = (json.loads(line) for line in out.splitlines())
+    assert finished["type"] == "run_finished"
+    if finished["result"]["status"] == "waiting":
+        assert waiting["type"] == "waiting_for_reply"
+    result: dict[str, Any] = finished["result"]
+    return result
 
 
 AGENTS = """\

@@ -58,7 +58,7 @@ from flowgraph._command.model import (
     check_model_options,
     check_ready,
 )
-from flowgraph._command.report import check_run_options, report_run
+from flowgraph._command.report import check_run_options, report_events, report_run
 from flowgraph._command.runs import add_runs
 
 if TYPE_CHECKING:
@@ -99,7 +99,9 @@ examples:
 
 {EXIT_CODES}"""
 RUN_EPILOG = f"""\
-The answer goes to stdout; the path taken and the status go to stderr.
+The answer goes to stdout (in a terminal, as the model writes it); the path taken
+and the status go to stderr. With --json, the run's events go to stdout as they
+happen, one JSON object a line (flowgraph.events); the last holds the result.
 
 {MODEL_HELP}
 
@@ -254,7 +256,12 @@ def _add_run(commands: Commands) -> None:
         help="commit the run after every step to this SQLite file, so that `flowgraph runs "
         "resume` can go on with it after a crash or a pause",
     )
-    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's events as they happen, one JSON object a line; the last "
+        "(type run_finished) holds the whole result",
+    )
     parser.add_argument("--draw", metavar="PATH", help="also draw the run over the graph to PATH")
     parser.set_defaults(command=run_command)
 
@@ -331,6 +338,11 @@ def run_command(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
     apply_model(flow, args)
     check_ready(flow)
+    if args.json or sys.stdout.isatty():  # the events, or the answers as they come
+        return report_events(
+            lambda: flow.stream(text, context=context, max_steps=args.max_steps, store=args.store),
+            args,
+        )
     return report_run(
         lambda: flow.run(text, context=context, max_steps=args.max_steps, store=args.store), args
     )

@@ -32,7 +32,7 @@ from flowgraph._command.common import (
 )
 from flowgraph._command.load import load_flow
 from flowgraph._command.model import MODEL_HELP, add_model_options, apply_model, check_ready
-from flowgraph._command.report import check_run_options, report_run
+from flowgraph._command.report import check_run_options, report_events, report_run
 from flowgraph._store.open import open_store
 from flowgraph._store.protocol import find_runs
 from flowgraph._store.records import run_info
@@ -158,7 +158,11 @@ def _add_resume(actions: Commands) -> None:
         help="the answer to a waiting run's prompt; '-' reads it from stdin",
     )
     add_model_options(parser)
-    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's events as they happen, one JSON object a line (as run --json)",
+    )
     parser.add_argument("--draw", metavar="PATH", help="also draw the run over the graph to PATH")
     parser.set_defaults(command=resume_command)
 
@@ -198,6 +202,10 @@ def resume_command(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
     apply_model(flow, args)
     check_ready(flow)
+    if args.json or sys.stdout.isatty():  # the events, or the answers as they come
+        return report_events(
+            lambda: flow.stream_resume(run_id, store=args.store, reply=reply), args
+        )
     return report_run(lambda: flow.resume(run_id, store=args.store, reply=reply), args)
 
 
