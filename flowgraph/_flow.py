@@ -338,9 +338,11 @@ class Flow(FlowSpec):
         if live:
             # Deferred, as all drawing here: most programs never draw, and the drawing's
             # modules would add a twentieth to flowgraph's import.
-            from flowgraph._draw.live import live_view
+            from flowgraph._draw.live import LiveView, live_view
 
             view = live_view(self, live)
+            if isinstance(view, LiveView) and run.tap is None:
+                run.tap = view  # the picture shows the answers as they are written
         run.hooks = run.plan.hooks.with_hooks([*extra, view] if view else extra)
         if view is None:
             return await execute(run)

@@ -76,3 +76,20 @@ def test_hooks_for_one_run_leave_the_flow_unchanged() -> None:
 
     assert watcher.nodes == ["first:done", "second:done"]  # the second run was not seen
     assert flow.hooks.observers == {}
+
+
+def test_a_live_picture_shows_the_answer_as_the_model_writes_it() -> None:
+    """Issue 18: the live view moved only at node boundaries."""
+    from flowgraph.testing import ScriptedServer
+
+    answer = "Your refund for the broken kettle is on its way to you today"
+    frames: list[str] = []
+    with ScriptedServer([answer], stream_delay=0.35) as server:
+        flow = fg.Flow("talky", model=server.model())
+        flow.edge(fg.START, fg.Agent("clerk", "Help."))
+        flow.edge("clerk", fg.END)
+        flow.run("Where is my refund?", live=frames.append)
+
+    partial = [f for f in frames if "Your refund" in f and "today" not in f]
+    assert partial, "no frame showed the answer half written"
+    assert "<text" in partial[0] and 'font-style="italic"' in partial[0]

@@ -36,6 +36,7 @@ DIRECTIONS = ("TB", "LR", "BT", "RL")
 DETAILS = ("full", "compact")
 LARGE = 200  # edges; past this, layout effort is bounded
 PREDICATE_CHARS = 80  # a lambda's source longer than this is labelled by its name
+SAYING_CHARS = 90  # of the active node's answer so far, in a live picture
 FONT = "Helvetica"
 RED = "#dc2626"
 AMBER, DARK_AMBER = "#d97706", "#b45309"
@@ -289,6 +290,12 @@ class _Painter:
             for line in marks.hooks:
                 text = _wrap(f"hook {line}", 36)
                 markup += f'<br/><font point-size="10" color="{VIOLET}">{text}</font>'
+        if ident == self.overlay.active and self.overlay.saying:
+            words = " ".join(self.overlay.saying.split())
+            words = words if len(words) <= SAYING_CHARS else "…" + words[-SAYING_CHARS:]
+            markup += (
+                f'<br/><font point-size="10" color="{DARK_AMBER}"><i>{_wrap(words, 30)}</i></font>'
+            )
         stop, note = self.overlay.stop(ident), self.overlay.note(ident)
         if stop is not None and note:
             color = STOPPED[stop].note_color

@@ -1,7 +1,8 @@
 """``run(..., live=True)``: the flow drawn with the run so far, redrawn as it goes.
 
-In Jupyter the picture is one display, updated in place; elsewhere each step is a
-line on stderr; or pass a function, which receives each redrawn SVG. Drawing runs
+In Jupyter the picture is one display, updated in place, the active node's answer
+under it as the model writes it (the view listens to the run's stream); elsewhere
+each step is a line on stderr; or pass a function, which receives each redrawn SVG. Drawing runs
 ``dot`` in a worker thread, at most a few times a second, from a task the run owns,
 so the run itself never waits for a picture.
 """
@@ -64,6 +65,15 @@ class LiveView(Hooks):
 
     def on_error(self, event: ErrorEvent) -> None:
         self.overlay.failed, self.overlay.active = event.node, None
+
+    async def tell(self, type: str, run: object, fields: dict[str, Any], /) -> None:
+        """The run's stream (the view is its tap): the active node's answer, as the
+        model writes it, shown under the node."""
+        if type == "text_delta":
+            self.overlay.saying += fields["delta"]
+            self._dirty.set()
+        elif type in ("node_entered", "node_exited", "request_retried"):
+            self.overlay.saying = ""
 
     @contextlib.asynccontextmanager
     async def drawing(self) -> AsyncIterator[None]:

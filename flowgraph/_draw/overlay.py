@@ -54,6 +54,8 @@ class Overlay:
     """What the run waits for at ``waiting``: its prompt, on one line and shortened."""
     error: str = ""
     """Why the run failed at ``failed``: its error, on one line and shortened."""
+    saying: str = ""
+    """What the ``active`` node's model has written so far (a live view's)."""
 
     def visit(self, node: str, step: str, seconds: float = 0.0, usage: Usage | None = None) -> None:
         marks = self.nodes.setdefault(node, NodeMarks())
