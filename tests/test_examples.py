@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import flowgraph as fg
 from examples import nested_chats, research_hook, support
 from flowgraph.testing import ChatRequest, tool_call
 
@@ -146,3 +150,88 @@ def test_the_demo_says_once_that_the_bundled_model_is_tiny(
     out = capsys.readouterr().out
     assert out.count("tiny and often wrong") == 1
     assert "set OPENAI_API_KEY for a real model" in out
+
+
+# -- a flow served as Server-Sent Events, by a real ASGI server -----------------------------
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, in a thread; yields its URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def read_sse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """(event name, data) of each Server-Sent Event in ``lines``."""
+    name, data = "", ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = line.removeprefix("data: ")
+        elif not line and name:
+            yield name, data
+            name, data = "", ""
+
+
+def test_a_flow_served_as_server_sent_events(serve: Serve) -> None:
+    """Issue 18, item 4: the documented recipe, through uvicorn and a real HTTP client."""
+    import httpx2
+
+    import flowgraph.events as events
+    from examples import sse_app
+
+    script = [tool_call("transfer_to_shipping"), "Your lamp is in transit."]
+    _, model = serve(script)
+    with serving(sse_app.make_app(support.build_flow(model))) as url:
+        with httpx2.stream("POST", f"{url}/chat", json={"message": "Where is B-7?"}) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            received = list(read_sse(response.iter_lines()))
+        refused = httpx2.post(f"{url}/chat", json={"text": "no message"})
+
+    parsed = [events.EVENTS.validate_json(data) for _, data in received]
+    assert [name for name, _ in received] == [event.type for event in parsed]
+    assert parsed[0].type == "run_started" and parsed[-1].type == "run_finished"
+    text = "".join(e.delta for e in parsed if e.type == "text_delta" and e.path == ["shipping"])
+    assert text == "Your lamp is in transit."
+    assert parsed[-1].result.path == ["triage", "shipping"]  # type: ignore[union-attr]
+    assert refused.status_code == 400
+
+
+def test_a_client_that_goes_away_cancels_its_run(serve: Serve) -> None:
+    import httpx2
+
+    from examples import sse_app
+
+    after: list[str] = []
+    _, model = serve(["A long answer, sent slowly, piece by piece."], stream_delay=0.5)
+    flow = fg.Flow("talky", model=model)
+    flow.edge(fg.START, fg.Agent("talker", "Talk."))
+    flow.edge("talker", fg.ToolStep("after", lambda: after.append("ran")))
+    flow.edge("after", fg.END)
+    with serving(sse_app.make_app(flow)) as url:
+        with httpx2.stream("POST", f"{url}/chat", json={"message": "Talk to me."}) as response:
+            for name, _ in read_sse(response.iter_lines()):
+                if name == "text_delta":
+                    break  # the client hangs up mid-answer
+        time.sleep(3)  # longer than the rest of the answer would take
+    assert after == [], "the run went on after its client left"
