@@ -385,3 +385,75 @@ def test_a_resumed_run_streams_too(tmp_path: Path, serve: Serve) -> None:
     ]
     result = resumed[-1].result  # type: ignore[union-attr]
     assert (result.status, result.output, result.run_id) == ("completed", "Refund sent.", run_id)
+
+
+# -- scripting streams (item 6) -------------------------------------------------------------
+
+
+def test_a_stream_scripted_chunk_by_chunk_arrives_so() -> None:
+    """openai-node's runTools cases: text in pieces, a tool call's arguments split
+    across chunks, two calls interleaved, and no usage chunk."""
+    from flowgraph.testing import call_delta, streamed
+
+    reply = streamed(
+        "Let me ",
+        "look.",
+        call_delta(0, id="call_a", name="lookup", arguments='{"order'),
+        call_delta(1, id="call_b", name="lookup", arguments='{"order_id": '),
+        call_delta(0, arguments='_id": "A-1"}'),
+        call_delta(1, arguments='"B-2"}'),
+        usage_chunk=False,
+    )
+    with ScriptedServer([reply, streamed("Both ", "are ", "delivered.")]) as server:
+        streamed_events = list(one_agent(server.model(), [lookup]).stream("Where are they?"))
+
+    pieces = [
+        (e.type, getattr(e, "index", None), e.delta) for e in streamed_events if "delta" in e.type
+    ]  # type: ignore[union-attr]
+    assert pieces == [
+        ("text_delta", None, "Let me "),
+        ("text_delta", None, "look."),
+        ("tool_call_delta", 0, '{"order'),
+        ("tool_call_delta", 1, '{"order_id": '),
+        ("tool_call_delta", 0, '_id": "A-1"}'),
+        ("tool_call_delta", 1, '"B-2"}'),
+        ("text_delta", None, "Both "),
+        ("text_delta", None, "are "),
+        ("text_delta", None, "delivered."),
+    ]
+    result = streamed_events[-1].result  # type: ignore[union-attr]
+    first = result.messages[1]
+    assert first["content"] == "Let me look."
+    assert [c["function"]["arguments"] for c in first["tool_calls"]] == [
+        '{"order_id": "A-1"}',
+        '{"order_id": "B-2"}',
+    ]
+    assert result.usage.requests == 2
+    assert result.usage.prompt_tokens > 0  # the second reply's usage chunk; the first had none
+
+
+def test_a_streamed_script_answers_a_plain_request_with_what_it_makes_up(serve: Serve) -> None:
+    from flowgraph.testing import call_delta, streamed
+
+    reply = streamed(
+        call_delta(0, name="lookup", arguments='{"order_id":'), call_delta(0, arguments=' "A-1"}')
+    )
+    _, model = serve([reply, "Delivered."])
+    result = one_agent(model, [lookup]).run("Where is A-1?")
+    call = result.messages[1]["tool_calls"][0]
+    assert (call["function"]["name"], call["function"]["arguments"]) == (
+        "lookup",
+        '{"order_id": "A-1"}',
+    )
+    assert result.output == "Delivered."
+
+
+def test_streamed_pieces_are_checked_when_scripted() -> None:
+    from flowgraph.testing import call_delta, streamed
+
+    with pytest.raises(ValueError, match="tool call 0 has no piece with its name"):
+        streamed(call_delta(0, arguments="{}"))
+    with pytest.raises(TypeError, match="streamed\\(\\) takes text and call_delta"):
+        streamed(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="index must be a whole number"):
+        call_delta(-1)

@@ -10,6 +10,8 @@ Script items, consumed one per request:
 - ``"text"``: an assistant text reply;
 - ``tool_call(name, {...})``: one tool call; a list of them: parallel calls;
 - ``Reply(content=..., tool_calls=[...])``: both at once, or an empty ``Reply()``;
+- ``streamed("Hel", "lo", call_delta(0, name="f", arguments="{}"))``: a reply
+  streamed in exactly these chunks (the plain answer is what they make up);
 - ``error(500, "boom")``: an HTTP error with an OpenAI-shaped body;
   ``rate_limited(retry_after=0.1)``: a 429 with ``retry-after`` headers;
 - a function of the `ChatRequest` (sync or async) returning any of the above.
@@ -57,18 +59,22 @@ from flowgraph.testing._faults import (
     truncated,
 )
 from flowgraph.testing._items import (
+    CallDelta,
     ChatRequest,
     Fault,
     Reply,
     ToolCall,
+    call_delta,
     error,
     rate_limited,
+    streamed,
     tool_call,
 )
 from flowgraph.testing._server import ScriptedServer
 
 __all__ = [
     "Answer",
+    "CallDelta",
     "ChatRequest",
     "Delay",
     "Drop",
@@ -79,11 +85,13 @@ __all__ = [
     "ScriptedServer",
     "ToolCall",
     "Truncated",
+    "call_delta",
     "delay",
     "drop",
     "error",
     "malformed",
     "rate_limited",
+    "streamed",
     "tool_call",
     "truncated",
 ]

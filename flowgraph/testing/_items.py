@@ -66,6 +66,37 @@ def tool_call(
 
 
 @dataclass(frozen=True)
+class CallDelta:
+    """A piece of a streamed tool call; build it with `call_delta`.
+
+    Attributes:
+        index: Which of the reply's calls it belongs to (0 for the first).
+        id: The call's id (sent in its first piece).
+        name: The function's name (sent in its first piece).
+        arguments: A piece of the arguments' JSON text.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+def call_delta(
+    index: int, *, id: str | None = None, name: str | None = None, arguments: str = ""
+) -> CallDelta:
+    """Script a piece of tool call ``index`` of a streamed reply (see `streamed`).
+
+    Example:
+        >>> call_delta(0, id="call_a", name="lookup_order").name
+        'lookup_order'
+    """
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise ScriptValueError(f"call_delta's index must be a whole number >= 0, got {index!r}")
+    return CallDelta(index, id, name, arguments)
+
+
+@dataclass(frozen=True)
 class Reply:
     """A full assistant reply: text, tool calls, or both.
 
@@ -87,6 +118,11 @@ class Reply:
     tool_calls: Sequence[ToolCall] = ()
     finish_reason: str | None = None
     usage: tuple[int, int] | None = None
+    chunks: Sequence[str | CallDelta] | None = None
+    """A streamed answer's deltas exactly so (see `streamed`); None: the server cuts
+    the text and the arguments itself."""
+    usage_chunk: bool = True
+    """A streamed answer asked for usage ends with a usage chunk (some servers send none)."""
 
     def __post_init__(self) -> None:
         calls = tuple(self.tool_calls)
@@ -100,6 +136,57 @@ class Reply:
         if self.finish_reason is not None:
             return self.finish_reason
         return "tool_calls" if self.tool_calls else "stop"
+
+
+def streamed(
+    *pieces: str | CallDelta,
+    finish_reason: str | None = None,
+    usage: tuple[int, int] | None = None,
+    usage_chunk: bool = True,
+) -> Reply:
+    """Script a reply streamed in exactly these pieces: text (``"Hel"``, ``"lo"``) and
+    pieces of tool calls (`call_delta`), in the order given. A request that does not
+    stream gets the reply they make up: the text joined, each call's pieces joined.
+
+    Args:
+        pieces: The deltas, one chunk each.
+        finish_reason: As for `Reply`.
+        usage: As for `Reply`.
+        usage_chunk: False: no usage chunk, even when the client asks for one.
+
+    Example:
+        >>> reply = streamed(
+        ...     "Let me look.",
+        ...     call_delta(0, id="call_a", name="lookup_order", arguments='{"order'),
+        ...     call_delta(0, arguments='_id": "A-1"}'),
+        ... )
+        >>> reply.content, reply.tool_calls[0].arguments
+        ('Let me look.', '{"order_id": "A-1"}')
+    """
+    text = [piece for piece in pieces if isinstance(piece, str)]
+    calls: dict[int, list[Any]] = {}
+    for piece in pieces:
+        if isinstance(piece, CallDelta):
+            call = calls.setdefault(piece.index, [None, None, ""])
+            call[0], call[1] = call[0] or piece.id, call[1] or piece.name
+            call[2] += piece.arguments
+        elif not isinstance(piece, str):
+            raise ScriptItemError(
+                f"streamed() takes text and call_delta(...) pieces, got {piece!r}"
+            )
+    for index, (_, name, _) in calls.items():
+        if not name:
+            raise ScriptValueError(f"streamed(): tool call {index} has no piece with its name")
+    return Reply(
+        content="".join(text) if text else None,
+        tool_calls=[
+            ToolCall(name, arguments, id) for _, (id, name, arguments) in sorted(calls.items())
+        ],
+        finish_reason=finish_reason,
+        usage=usage,
+        chunks=tuple(pieces),
+        usage_chunk=usage_chunk,
+    )
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,8 @@ def to_reply(item: object) -> Outcome:
     """Convert an `Answer` to the `Outcome` it stands for, checking what faults hold.
 
     Example:
-        >>> to_reply("Hello")
-        Reply(content='Hello', tool_calls=(), finish_reason=None, usage=None)
+        >>> to_reply("Hello").content
+        'Hello'
     """
     if isinstance(item, _AS_IS):
         return item
@@ -177,7 +177,7 @@ class CompletionWriter:
             for index in range(_choice_count(request))
             for delta, finish in self._deltas(reply)
         ]
-        if with_usage:
+        if with_usage and reply.usage_chunk:
             last = {**base, "choices": [], "usage": usage(reply, request)}
             events.append(b"data: " + json.dumps(last).encode() + b"\n\n")
         events.append(b"data: [DONE]\n\n")
@@ -209,6 +209,8 @@ class CompletionWriter:
 
     def _deltas(self, reply: Reply) -> list[tuple[dict[str, Any], str | None]]:
         """The deltas of one choice: role, content pieces, tool calls, finish."""
+        if reply.chunks is not None:
+            return self._scripted_deltas(reply)
         content = reply.content
         if content is None and not reply.tool_calls:
             content = ""
@@ -223,6 +225,29 @@ class CompletionWriter:
                 {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
                 for piece in _pieces(call.arguments, 3)
             )
+        steps: list[tuple[dict[str, Any], str | None]] = [(delta, None) for delta in deltas]
+        steps.append(({}, reply.finish))
+        return steps
+
+    def _scripted_deltas(self, reply: Reply) -> list[tuple[dict[str, Any], str | None]]:
+        """The deltas of a `streamed` reply: role, then its pieces exactly, then finish."""
+        assert reply.chunks is not None
+        first: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+        if not any(isinstance(piece, str) for piece in reply.chunks):
+            first["content"] = None
+        deltas = [first]
+        for piece in reply.chunks:
+            if isinstance(piece, str):
+                deltas.append({"content": piece})
+                continue
+            call: dict[str, Any] = {"index": piece.index}
+            if piece.id is not None:
+                call["id"], call["type"] = piece.id, "function"
+            function = {"arguments": piece.arguments}
+            if piece.name is not None:
+                function["name"] = piece.name
+            call["function"] = function
+            deltas.append({"tool_calls": [call]})
         steps: list[tuple[dict[str, Any], str | None]] = [(delta, None) for delta in deltas]
         steps.append(({}, reply.finish))
         return steps

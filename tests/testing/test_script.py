@@ -19,6 +19,7 @@ from flowgraph.testing import (
 def test_public_names() -> None:
     assert sorted(flowgraph.testing.__all__) == [
         "Answer",
+        "CallDelta",
         "ChatRequest",
         "Delay",
         "Drop",
@@ -29,11 +30,13 @@ def test_public_names() -> None:
         "ScriptedServer",
         "ToolCall",
         "Truncated",
+        "call_delta",
         "delay",
         "drop",
         "error",
         "malformed",
         "rate_limited",
+        "streamed",
         "tool_call",
         "truncated",
     ]
