@@ -131,13 +131,14 @@ async def handwritten(client: AsyncOpenAI, model: str) -> str | None:
 
 
 @contextlib.contextmanager
-def server_process(latency: float = 0.0, turns: int = 0) -> Iterator[str]:
+def server_process(latency: float = 0.0, turns: int = 0, chunks: int = 0) -> Iterator[str]:
     """Start the scripted server in a subprocess; yields its base URL. ``turns``: it
-    serves long.py's tool loop of that many turns instead of the reference flow."""
+    serves long.py's tool loop of that many turns instead of the reference flow;
+    ``chunks``: it answers every request with a text streamed in that many chunks."""
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "benchmarks._server"),
-            *("--latency", str(latency), "--turns", str(turns)),
+            *("--latency", str(latency), "--turns", str(turns), "--chunks", str(chunks)),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

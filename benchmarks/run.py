@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import chain, checkpoint, concurrency, imports, long, overhead, render
+from benchmarks import chain, checkpoint, concurrency, imports, long, overhead, render, streaming
 
 
 def main() -> None:
@@ -31,6 +31,7 @@ def main() -> None:
 
     for turns in (60, 150):
         print(long.report(turns, long.measure(turns, rounds=1 if quick else 3)), flush=True)
+    print(streaming.report(streaming.measure(rounds=3 if quick else 5)), flush=True)
 
     runs = 200 if quick else 1000
     figures = concurrency.measure(runs=runs, repeats=1 if quick else 2)

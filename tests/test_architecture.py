@@ -29,7 +29,6 @@ MAX_MODULE_LINES = 600
 # above it says why): (module, imported module).
 DEFERRED = {
     ("_llm/models.py", "openai"),
-    ("_llm/models.py", "openai.types.chat"),
     ("_llm/local.py", "urllib.request"),  # probing the bundled llama server
     ("_draw/dot.py", "graphviz"),
     ("_draw/render.py", "graphviz"),

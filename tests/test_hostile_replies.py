@@ -124,3 +124,16 @@ def test_usage_that_is_not_a_number_is_counted_as_none(serve: Serve) -> None:
 
     assert result.status == "completed" and result.output == "Hello."
     assert result.usage.requests == 1 and result.usage.prompt_tokens == 0
+
+
+def test_json_that_is_not_a_chat_completion_fails_the_request_saying_so(serve: Serve) -> None:
+    """Issue 18: replies are read from the server's JSON as it came (no model built):
+    a body of another shape is an error naming it, never an empty reply."""
+    import pytest
+
+    _, model = serve([malformed('{"object": "list", "data": []}')])
+    flow = fg.Flow("shapes", model=model)
+    flow.edge(fg.START, fg.Agent("a", "Hi."))
+    flow.edge("a", fg.END)
+    with pytest.raises(fg.ModelError, match=r"not a chat completion: \{'object': 'list'"):
+        flow.run("hi")

@@ -19,7 +19,6 @@ from flowgraph._base.retry import Retry
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
-    from openai.types.chat import ChatCompletion
 
 DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
 
@@ -195,7 +194,7 @@ class OpenAIModel:
         response = await self.client().post(
             "/chat/completions",
             body=body,
-            cast_to=_chat_completion(),
+            cast_to=object,  # the JSON as it came: no model of it built (see _completion)
             options=cast(Any, self._options),  # openai's RequestOptions, a TypedDict
         )
         return _completion(response)
@@ -211,7 +210,6 @@ class OpenAIModel:
         """``complete``, the reply streamed: ``on_delta`` is awaited with each piece
         as it arrives; usage comes from the last chunk (``stream_options``)."""
         from openai import AsyncStream  # deferred with openai (see client())
-        from openai.types.chat import ChatCompletionChunk
 
         body = self._request(messages, tools, response_format)
         body["stream"] = True
@@ -219,10 +217,10 @@ class OpenAIModel:
         chunks = await self.client().post(
             "/chat/completions",
             body=body,
-            cast_to=_chat_completion(),
+            cast_to=object,
             options=cast(Any, self._options),
             stream=True,
-            stream_cls=AsyncStream[ChatCompletionChunk],
+            stream_cls=AsyncStream[object],  # each chunk's JSON as it came
         )
         reply = _Assembled()
         async with chunks:
@@ -273,33 +271,63 @@ REQUEST_OPTIONS = {
 }
 
 
-def _chat_completion() -> type[ChatCompletion]:
-    from openai.types.chat import ChatCompletion  # deferred with openai (see client())
-
-    return ChatCompletion
-
-
 def _env_key() -> str:
     # The openai client insists on a key; local servers ignore it.
     return os.environ.get("OPENAI_API_KEY") or "not-needed"
 
 
-def _completion(response: Any) -> Completion:
-    """The reply as flowgraph keeps it. The openai client does not check what a server
-    sends: a name, an id or arguments that are not text become text (a tool by a name
-    no tool has is answered as unknown), usage that is not a count counts 0."""
-    usage = Usage(requests=1)
-    if response.usage is not None:
-        usage.prompt_tokens = _count(response.usage.prompt_tokens)
-        usage.completion_tokens = _count(response.usage.completion_tokens)
-    if not response.choices:
-        return Completion({"role": "assistant", "content": None}, usage)
-    reply = response.choices[0].message
-    message: Message = {"role": "assistant", "content": reply.content}
-    calls = [call for call in reply.tool_calls or () if getattr(call, "function", None)]
+def _completion(body: object) -> Completion:
+    """The reply as flowgraph keeps it, read from the server's JSON as it came (the
+    client builds no model of it). Nothing a server sends is trusted: a name, an id or
+    arguments that are not text become text (a tool by a name no tool has is answered
+    as unknown), usage that is not a count counts 0."""
+    if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+        raise ValueError(f"the server's answer is not a chat completion: {str(body)[:200]}")
+    usage = _usage(body.get("usage"))
+    choice = _first(body["choices"])
+    reply = _dict(choice.get("message")) if choice is not None else {}
+    message: Message = {"role": "assistant", "content": reply.get("content")}
+    calls = [call for call in _list(reply.get("tool_calls")) if _dict(call).get("function")]
     if calls:
-        message["tool_calls"] = [_call(call, index) for index, call in enumerate(calls)]
+        message["tool_calls"] = [
+            _call_message(
+                call.get("id"),
+                _dict(call["function"]).get("name"),
+                _dict(call["function"]).get("arguments"),
+                index,
+            )
+            for index, call in enumerate(calls)
+        ]
     return Completion(message, usage)
+
+
+def _usage(usage: object) -> Usage:
+    counts = _dict(usage)
+    return Usage(
+        requests=1,
+        prompt_tokens=_count(counts.get("prompt_tokens")),
+        completion_tokens=_count(counts.get("completion_tokens")),
+    )
+
+
+def _first(choices: object) -> dict[str, Any] | None:
+    """The first choice (index 0) of a completion or a chunk, if it has one."""
+    for choice in _list(choices):
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) or value is None else str(value)
 
 
 class StreamCut(ConnectionError):
@@ -307,8 +335,9 @@ class StreamCut(ConnectionError):
 
 
 class _Assembled:
-    """A streamed reply put together from its chunks, as the plain reply would be:
-    the first choice's text and tool calls (by their index), and the usage."""
+    """A streamed reply put together from its chunks (the server's JSON, as for
+    ``_completion``), as the plain reply would be: the first choice's text and tool
+    calls (by their index), and the usage."""
 
     def __init__(self) -> None:
         self.text: list[str] | None = None  # None: no chunk had content, not even ""
@@ -316,37 +345,39 @@ class _Assembled:
         self.usage = Usage(requests=1)
         self.finished = False  # a chunk gave the reply's finish_reason
 
-    def add(self, chunk: Any) -> list[Delta]:
-        if chunk.usage is not None:
-            self.usage.prompt_tokens = _count(chunk.usage.prompt_tokens)
-            self.usage.completion_tokens = _count(chunk.usage.completion_tokens)
-        choice = next((c for c in chunk.choices or () if c.index == 0), None)
+    def add(self, chunk: object) -> list[Delta]:
+        chunk = _dict(chunk)
+        if chunk.get("usage") is not None:
+            self.usage = _usage(chunk["usage"])
+        choice = _first(chunk.get("choices"))
         if choice is None:
             return []
-        self.finished = self.finished or choice.finish_reason is not None
-        if choice.delta is None:
-            return []
+        self.finished = self.finished or choice.get("finish_reason") is not None
+        delta = _dict(choice.get("delta"))
         deltas = []
-        content = choice.delta.content
+        content = delta.get("content")
         if isinstance(content, str):
             if self.text is None:
                 self.text = []
             self.text.append(content)
             if content:
                 deltas.append(Delta(text=content))
-        for piece in choice.delta.tool_calls or ():
-            index = piece.index if isinstance(piece.index, int) else len(self.calls)
-            call = self.calls.setdefault(index, [None, None, []])
-            function = piece.function
-            name = function.name if function is not None else None
-            arguments = function.arguments if function is not None else None
-            call[0] = piece.id or call[0]
-            call[1] = name or call[1]
-            if isinstance(arguments, str):
-                call[2].append(arguments)
-            delta = Delta(index=index, call_id=piece.id, name=name, arguments=arguments or "")
-            deltas.append(delta)
+        for piece in _list(delta.get("tool_calls")):
+            deltas.append(self._call_piece(_dict(piece)))
         return deltas
+
+    def _call_piece(self, piece: dict[str, Any]) -> Delta:
+        index = piece.get("index")
+        index = index if isinstance(index, int) and index >= 0 else len(self.calls)
+        call = self.calls.setdefault(index, [None, None, []])
+        function = _dict(piece.get("function"))
+        call_id, name = _text(piece.get("id")), _text(function.get("name"))
+        arguments = function.get("arguments")
+        call[0], call[1] = call_id or call[0], name or call[1]
+        if isinstance(arguments, str):
+            call[2].append(arguments)
+        pieces = arguments if isinstance(arguments, str) else ""
+        return Delta(index=index, call_id=call_id, name=name, arguments=pieces)
 
     def completion(self) -> Completion:
         text = "".join(self.text) if self.text is not None else None
@@ -359,10 +390,6 @@ class _Assembled:
         if calls:
             message["tool_calls"] = calls
         return Completion(message, self.usage)
-
-
-def _call(call: Any, index: int) -> Message:
-    return _call_message(call.id, call.function.name, call.function.arguments, index)
 
 
 def _call_message(call_id: Any, name: Any, arguments: Any, index: int) -> Message:
