@@ -1,5 +1,6 @@
 """1,000 concurrent runs of the reference flow in one process, against a server that
-takes 50 ms per request: wall time and peak memory, flowgraph vs the hand-written loop.
+takes 50 ms per request: wall time and peak memory, flowgraph vs the hand-written loop,
+and flowgraph streamed (``flow.astream()``, every event read, the model streaming).
 
 Each variant runs in a fresh subprocess (so peak RSS is its own), alternating.
 """
@@ -41,6 +42,9 @@ async def _worker(impl: str, url: str, runs: int) -> dict[str, Any]:
     async def one() -> None:
         if impl == "flowgraph":
             output = (await flow.arun("I want a refund for order A-1.")).output
+        elif impl == "streamed":
+            async for event in flow.astream("I want a refund for order A-1."):
+                output = event.result.output if event.type == "run_finished" else None
         else:
             output = await handwritten(client, "bench")
         assert output == ANSWER
@@ -55,8 +59,13 @@ async def _worker(impl: str, url: str, runs: int) -> dict[str, Any]:
     return {"wall": wall, "peak_kb": peak, "base_kb": base}
 
 
-def measure(runs: int = 1000, latency: float = 0.05, repeats: int = 2) -> dict[str, Any]:
+def measure(
+    runs: int = 1000, latency: float = 0.05, repeats: int = 2, streamed: bool = False
+) -> dict[str, Any]:
+    """``streamed``: also the streamed variant (``streamed_wall_ratio``)."""
     samples: dict[str, list[dict[str, Any]]] = {"handwritten": [], "flowgraph": []}
+    if streamed:
+        samples["streamed"] = []
     with server_process(latency) as url:
         for repeat in range(repeats):
             order = list(samples) if repeat % 2 == 0 else list(samples)[::-1]
@@ -90,20 +99,22 @@ def measure(runs: int = 1000, latency: float = 0.05, repeats: int = 2) -> dict[s
     figures["growth_ratio"] = (graph["peak_kb"] - graph["base_kb"]) / max(
         1, hand["peak_kb"] - hand["base_kb"]
     )
+    if streamed:
+        figures["streamed_wall_ratio"] = figures["streamed"]["wall"] / hand["wall"]
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--worker", choices=["handwritten", "flowgraph"])
+    parser.add_argument("--worker", choices=["handwritten", "flowgraph", "streamed"])
     parser.add_argument("--url")
     parser.add_argument("--runs", type=int, default=1000)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(asyncio.run(_worker(args.worker, args.url, args.runs))))
         return
-    figures = measure(args.runs)
-    for impl in ("handwritten", "flowgraph"):
+    figures = measure(args.runs, streamed=True)
+    for impl in ("handwritten", "flowgraph", "streamed"):
         row = figures[impl]
         print(
             f"{impl:12} wall {row['wall']:.2f} s, peak RSS {row['peak_kb'] / 1024:.0f} MiB "
@@ -111,7 +122,8 @@ def main() -> None:
         )
     print(
         f"ratios: wall {figures['wall_ratio']:.3f}x, peak memory {figures['peak_ratio']:.3f}x,"
-        f" memory growth during the runs {figures['growth_ratio']:.3f}x"
+        f" memory growth during the runs {figures['growth_ratio']:.3f}x; streamed wall "
+        f"{figures['streamed_wall_ratio']:.3f}x"
     )
 
 
