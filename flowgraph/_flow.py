@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 import warnings
@@ -173,8 +174,9 @@ class Flow(FlowSpec):
             deadline=deadline,
             tap=tap,
         )
-        async for event in events(start, tap):
-            yield event
+        async with contextlib.aclosing(events(start, tap)) as stream:
+            async for event in stream:
+                yield event
 
     def stream(
         self,
@@ -272,8 +274,9 @@ class Flow(FlowSpec):
 
         tap = Tap()
         start = self._resume(run_id, store, reply, max_steps, hooks, False, deadline, tap)
-        async for event in events(start, tap):
-            yield event
+        async with contextlib.aclosing(events(start, tap)) as stream:
+            async for event in stream:
+                yield event
 
     def stream_resume(
         self,

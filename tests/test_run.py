@@ -185,9 +185,15 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_cancels_the_run_and_waits_for_its_cleanup(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["run", "stream"])
+def test_ctrl_c_cancels_the_run_and_waits_for_its_cleanup(tmp_path: Path, how: str) -> None:
+    """Issue 18, item 3: Ctrl-C while iterating flow.stream() cancels the run as it
+    does flow.run()."""
     script = tmp_path / "slow.py"
-    script.write_text(textwrap.dedent(CTRL_C_SCRIPT))
+    source = textwrap.dedent(CTRL_C_SCRIPT)
+    if how == "stream":
+        source = source.replace('    flow.run("go")', '    for event in flow.stream("go"):\n        pass')
+    script.write_text(source)
     process = subprocess.Popen(
         [sys.executable, str(script)],
         stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ pydantic models would add to every program's import.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from flowgraph._base.events import (
@@ -68,7 +68,9 @@ class Tap:
         await self.queue.put(KINDS[type](run_id=run.run_id, step=run.step, path=path, **fields))
 
 
-async def events(start: Coroutine[Any, Any, RunResult], tap: Tap) -> AsyncIterator[StreamEvent]:
+async def events(
+    start: Coroutine[Any, Any, RunResult], tap: Tap
+) -> AsyncGenerator[StreamEvent, None]:
     """Drive ``start`` (a run with ``tap`` on it) and yield its events as they come; the
     last is ``run_finished``. A run that fails yields ``run_finished`` (its result
     failed), then raises its ``RunError``."""
