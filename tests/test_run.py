@@ -192,7 +192,9 @@ def test_ctrl_c_cancels_the_run_and_waits_for_its_cleanup(tmp_path: Path, how: s
     script = tmp_path / "slow.py"
     source = textwrap.dedent(CTRL_C_SCRIPT)
     if how == "stream":
-        source = source.replace('    flow.run("go")', '    for event in flow.stream("go"):\n        pass')
+        source = source.replace(
+            '    flow.run("go")', '    for event in flow.stream("go"):\n        pass'
+        )
     script.write_text(source)
     process = subprocess.Popen(
         [sys.executable, str(script)],
