@@ -36,6 +36,8 @@ def test_the_notebook_runs(path: Path) -> None:
     assert "Warning" not in stderr, stderr
     if path.stem == "quickstart":
         assert "path: ['triage', 'refund', 'receipt']" in text
+        assert "Your |refund |for A-1 |is on its way.|" in text  # streamed, piece by piece
+        assert "last: run_finished ['triage', 'refund', 'receipt']" in text
         assert any("image/svg+xml" in output.get("data", {}) for output in outputs)
         live = notebook.cells[-1].outputs  # the live display, updated in place to the end
         pictures = [
