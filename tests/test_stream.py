@@ -457,3 +457,19 @@ def test_streamed_pieces_are_checked_when_scripted() -> None:
         streamed(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="index must be a whole number"):
         call_delta(-1)
+
+
+def test_tokens_from_an_agent_inside_a_sub_flow_are_tagged_with_its_path() -> None:
+    inner = fg.Flow("research")
+    inner.edge(fg.START, fg.Agent("searcher", "Search."))
+    inner.edge("searcher", fg.END)
+    with ScriptedServer(["Found three sources."]) as server:
+        flow = fg.Flow("outer", model=server.model())
+        flow.edge(fg.START, inner)
+        flow.edge(inner, fg.END)
+        streamed = list(flow.stream("Look it up."))
+
+    texts = [e for e in streamed if e.type == "text_delta"]
+    assert texts and all(e.path == ["research", "searcher"] for e in texts)
+    assert "".join(e.delta for e in texts) == "Found three sources."  # type: ignore[union-attr]
+    assert all(e.run_id == streamed[0].run_id for e in streamed)

@@ -172,16 +172,15 @@ async def _exit(run: Run, node: Node, visit: Visit, started: float, usage_before
     seconds = time.perf_counter() - started
     inner = visit.inner.trace if visit.inner is not None else []
     spent = run.usage - usage_before
-    hooked, run.hooked = run.hooked, []
+    # Only what a step has: each field given costs a pydantic check, on every step.
+    extras: dict[str, Any] = {}
+    if run.asked is not None:
+        extras["model"] = run.asked
+    if run.hooked:
+        extras["hooks"], run.hooked = run.hooked, []
     run.trace.append(
         StepRecord(
-            step=run.step,
-            node=node.name,
-            seconds=seconds,
-            usage=spent,
-            inner=inner,
-            model=run.asked,
-            hooks=hooked,
+            step=run.step, node=node.name, seconds=seconds, usage=spent, inner=inner, **extras
         )
     )
     if run.hooks.wants("node_exit"):
