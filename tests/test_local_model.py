@@ -72,3 +72,19 @@ def test_the_local_model_answers_plain_text_without_tools(local: fg.LocalModel) 
     assert completion.message["role"] == "assistant"
     assert isinstance(completion.message["content"], str)
     assert completion.message["content"].strip()
+
+
+def test_a_streamed_run_on_the_local_model_goes_through_its_grammar(local: fg.LocalModel) -> None:
+    """Issue 18: a streamed run asks the model to stream; the local model's tools go
+    through its grammar (a reply it gives whole), never raw to llama.cpp's server."""
+    flow = build_flow(local)
+
+    events = list(flow.stream("Where is my order B-7?", context={"email": "ada@example.com"}))
+
+    result = events[-1].result  # type: ignore[union-attr]
+    assert result.status == "completed"
+    assert_follows_declared_edges(flow, result)
+    check_history(result.messages)
+    called = [e for e in events if e.type == "tool_call_delta"]
+    for event in called:
+        json.loads(event.delta)  # one piece each: the whole, grammar-checked arguments

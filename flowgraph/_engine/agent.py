@@ -54,6 +54,14 @@ async def gather_or_cancel(jobs: Iterable[Awaitable[T]]) -> list[T]:
         raise
 
 
+def _parallel(agent: Agent, model: Any) -> bool:
+    """Whether a turn's calls run at once: as the agent says, else the model's setting
+    (``parallel_tool_calls=False``), else yes."""
+    if agent.parallel_tool_calls is not None:
+        return agent.parallel_tool_calls
+    return getattr(model, "settings", {}).get("parallel_tool_calls") is not False
+
+
 async def run_agent(run: Run, agent: Agent) -> Visit:
     """One visit of ``agent`` as a node: its tool loop on the run's conversation,
     with its hand-offs offered as transfer tools and the after_completion hooks."""
@@ -84,6 +92,8 @@ class _Loop:
         self.run, self.agent, self.messages, self.exits = run, agent, messages, exits
         self.node, self.as_node = node, as_node
         self.inner = None if as_node else agent.name  # the agent, in a nested chat's path
+        self.model = run.model_of(agent)
+        self.parallel = _parallel(agent, self.model)
         self.tools, self.schemas = run.plan.toolset(agent, exits)
         # The run's conversation is checked incrementally across visits; a nested
         # chat's is short and checked per turn.
@@ -186,8 +196,9 @@ class _Loop:
         completion = await self.run.complete(
             self.node,
             messages,
-            model=self.run.model_of(self.agent),
+            model=self.model,
             tools=self.schemas,
+            settings=self._settings(),
             retry=agent.retry,
             timeout=agent.request_timeout,
             checked=True,
@@ -201,11 +212,17 @@ class _Loop:
             self.messages.append(message)
         return message
 
+    def _settings(self) -> dict[str, Any] | None:
+        """The agent's settings a request carries besides the model's own."""
+        if self.agent.parallel_tool_calls is None or not self.schemas:
+            return None
+        return {"parallel_tool_calls": self.agent.parallel_tool_calls}
+
     async def _answer(self, calls: Sequence[Message]) -> Edge | None:
         """Answer each tool call with exactly one tool message, in the calls' order."""
         handoff: Edge | None = None
         texts: list[str | None] = [None] * len(calls)
-        pending: dict[int, Awaitable[str]] = {}
+        pending: dict[int, tuple[Tool, Message]] = {}
         for index, call in enumerate(calls):
             name = call["function"]["name"]
             edge = self.exits.transfer(name)
@@ -217,21 +234,27 @@ class _Loop:
                     f"Error: already handing off to {handoff.target}; one hand-off per turn."
                 )
             elif name in self.tools:
-                pending[index] = self._call_tool(self.tools[name], call)
+                pending[index] = (self.tools[name], call)
             else:
                 texts[index] = self._unknown(name)
-        if len(pending) == 1:
-            index, job = pending.popitem()
-            texts[index] = await job
+        if len(pending) == 1 or not self.parallel:
+            for index, (tool, call) in pending.items():  # one after another, in order
+                texts[index] = await self._call_tool(tool, call)
         elif pending:
-            done = await gather_or_cancel(pending.values())
-            for index, result in zip(pending, done, strict=True):
+            # At once; tools that take the run context one at a time (the run's context
+            # lock), so that no read-change-write of the context is lost.
+            lock = self.run.root.context_lock
+            jobs = [
+                self._call_tool(tool, call, lock if tool.takes_context else None)
+                for tool, call in pending.values()
+            ]
+            for index, result in zip(pending, await gather_or_cancel(jobs), strict=True):
                 texts[index] = result
         for call, text in zip(calls, texts, strict=True):
             self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
         return handoff
 
-    async def _call_tool(self, tool: Tool, call: Message) -> str:
+    async def _call_tool(self, tool: Tool, call: Message, lock: asyncio.Lock | None = None) -> str:
         run = self.run
         arguments = str(call["function"].get("arguments") or "")
         observed = run.hooks.wants("tool_start") or run.hooks.wants("tool_end")
@@ -249,7 +272,11 @@ class _Loop:
         token = CURRENT_CALL.set(CallKey(run.call_key(call["id"]), can_pause=self.as_node))
         failed = True
         try:
-            text = await self._run_tool(tool, arguments)
+            if lock is None:
+                text = await self._run_tool(tool, arguments)
+            else:
+                async with lock:
+                    text = await self._run_tool(tool, arguments)
             failed = False
         except ToolArgumentsError as exc:
             text = f"Error: {exc}. Call the tool again with arguments that fit its schema."

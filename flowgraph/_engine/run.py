@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,7 +27,14 @@ from flowgraph._graph.edges import Edge
 from flowgraph._graph.hooks import HookContext, HookSet
 from flowgraph._graph.nodes import Node
 from flowgraph._graph.plan import Plan
-from flowgraph._llm.models import Completion, Delta, Model, StreamingModel, deltas_of
+from flowgraph._llm.models import (
+    Completion,
+    Delta,
+    Model,
+    OpenAIModel,
+    StreamingModel,
+    deltas_of,
+)
 from flowgraph._store.open import DEFAULT_STORE
 from flowgraph._store.protocol import implements
 from flowgraph._store.records import Position
@@ -93,6 +101,8 @@ class Run(RunState):
         self.history = HistoryCheck()  # of ``messages``, checked before each request
         self.call_ids = CallIds()  # of ``messages``: a reply's calls get ids of their own
         self.tap: Tap | None = parent.tap if parent is not None else None
+        # Tools that take the run context run one at a time (see agent.py, _answer).
+        self.context_lock = asyncio.Lock()
         # What the visit in progress did, for its StepRecord: the model its requests
         # went to, and the hooks that injected messages or ran flows.
         self.asked: str | None = None
@@ -223,23 +233,26 @@ class Run(RunState):
         timeout: float | None = None,
         checked: bool = False,
         inner: str | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> Completion:
         """Send one request for ``node`` (with ``model``, by default the node's) after
         checking the history (unless the caller ``checked`` it), retrying as ``retry``
         (else the flow's, else the model's policy) allows; count its usage for the
         node and the run. ``inner``: the agent inside the node that asks (a nested
-        chat's), for the stream's event path."""
+        chat's), for the stream's event path. ``settings``: sent besides the model's own
+        (an ``OpenAIModel``'s; other models get none)."""
         if not checked:
             self.check_history(node, messages)
         model = model or self.model_of(self.plan.nodes.get(node))
         flow = self.plan.flow
         policy = retry or flow.retry or getattr(model, "retry", None) or DEFAULT_REQUEST_RETRY
+        options: dict[str, Any] = {"tools": tools or None, "response_format": response_format}
+        if settings and isinstance(model, OpenAIModel):
+            options["settings"] = settings
         ask = (
-            self._streamed(model, messages, tools, response_format, inner)
+            self._streamed(model, messages, options, inner)
             if self.tap is not None
-            else lambda: model.complete(
-                messages, tools=tools or None, response_format=response_format
-            )
+            else lambda: model.complete(messages, **options)
         )
         try:
             completion = await retrying(
@@ -259,14 +272,7 @@ class Run(RunState):
                 f"({model.name}): {type(exc).__name__}: {exc}",
                 node=node,
             ) from exc
-        if type(completion) is not Completion and not isinstance(completion, Completion):
-            raise ModelError(
-                f"the model of node {node!r} ({model.name}) returned a "
-                f"{type(completion).__name__}, not an fg.Completion: a Model's complete() "
-                "returns fg.Completion(message, fg.Usage(...)), the message an OpenAI-format "
-                "assistant message",
-                node=node,
-            )
+        _check_completion(completion, node, model)
         self.spend(node, completion.usage)
         self.asked = model.name
         return completion
@@ -275,8 +281,7 @@ class Run(RunState):
         self,
         model: Model,
         messages: list[Message],
-        tools: list[dict[str, Any]] | None,
-        response_format: dict[str, Any] | None,
+        options: dict[str, Any],
         inner: str | None,
     ) -> Callable[[], Awaitable[Completion]]:
         """One try of a request whose reply the stream is told piece by piece: as the
@@ -305,14 +310,9 @@ class Run(RunState):
             try:
                 if implements(model, StreamingModel):
                     return await cast(StreamingModel, model).stream(
-                        messages,
-                        on_delta=tell,
-                        tools=tools or None,
-                        response_format=response_format,
+                        messages, on_delta=tell, **options
                     )
-                completion = await model.complete(
-                    messages, tools=tools or None, response_format=response_format
-                )
+                completion = await model.complete(messages, **options)
                 for delta in deltas_of(completion.message):
                     await tell(delta)
                 return completion
@@ -387,3 +387,15 @@ class Run(RunState):
         )
         result._flow = self.plan.flow
         return result
+
+
+def _check_completion(completion: object, node: str, model: Model) -> None:
+    """A model of one's own that returns something else gets told what to return."""
+    if type(completion) is not Completion and not isinstance(completion, Completion):
+        raise ModelError(
+            f"the model of node {node!r} ({model.name}) returned a "
+            f"{type(completion).__name__}, not an fg.Completion: a Model's complete() "
+            "returns fg.Completion(message, fg.Usage(...)), the message an OpenAI-format "
+            "assistant message",
+            node=node,
+        )

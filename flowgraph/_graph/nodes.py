@@ -74,6 +74,9 @@ class Agent(Node):
         retry: how this agent's requests are retried (``fg.Retry``); by default
             the flow's, else the model's (3 attempts).
         request_timeout: seconds each request may take; by default the flow's.
+        parallel_tool_calls: False: the model is asked for one call at a time, and a
+            turn's calls run one after another, in order; by default as the model's
+            ``parallel_tool_calls`` setting says, else at once.
 
     Example:
         >>> def lookup_order(order_id: str) -> dict:
@@ -95,9 +98,17 @@ class Agent(Node):
         after_completion: Sequence[AfterCompletion] = (),
         retry: Retry | None = None,
         request_timeout: float | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> None:
         super().__init__(name, model=model)
         check_optional(retry, Retry, f"agent {name!r}: retry", "pass fg.Retry(...)")
+        check_optional(
+            parallel_tool_calls,
+            bool,
+            f"agent {name!r}: parallel_tool_calls",
+            "pass True, False or None (the model's setting)",
+        )
+        self.parallel_tool_calls = parallel_tool_calls
         self.retry = retry
         self.request_timeout = check_seconds(request_timeout, f"agent {name!r}: request_timeout")
         self.max_turns = check_count(max_turns, f"agent {name!r}: max_turns")

@@ -24,7 +24,7 @@ from typing import Any
 from flowgraph._base.errors import ConfigurationError
 from flowgraph._base.messages import Message
 from flowgraph._llm.local_tools import local_reply, local_request
-from flowgraph._llm.models import Completion, OpenAIModel
+from flowgraph._llm.models import Completion, OnDelta, OpenAIModel, deltas_of
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -169,13 +169,32 @@ class LocalModel(OpenAIModel):
         *,
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> Completion:
+        """One request, its tools turned into a grammar (``local_tools``); an agent's
+        ``settings`` do not apply to the local server."""
         if not _server.running or self.base_url != _server.url:
             self.base_url = await asyncio.to_thread(_server.ensure_started)
             self._clients.clear()
         plain, response_format = local_request(messages, tools, response_format)
         completion = await super().complete(plain, response_format=response_format)
         return Completion(local_reply(completion.message, tools), completion.usage)
+
+    async def stream(
+        self,
+        messages: list[Message],
+        *,
+        on_delta: OnDelta,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Completion:
+        """``complete``, its reply told as one piece: the reply is read whole, as JSON
+        the grammar kept valid, before it becomes text or tool calls."""
+        completion = await self.complete(messages, tools=tools, response_format=response_format)
+        for delta in deltas_of(completion.message):
+            await on_delta(delta)
+        return completion
 
     @staticmethod
     def stop() -> None:

@@ -185,8 +185,10 @@ class OpenAIModel:
         *,
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> Completion:
-        body = self._request(messages, tools, response_format)
+        """One request; ``settings`` are sent besides the model's own (an agent's)."""
+        body = self._request(messages, tools, response_format, settings)
         # The client's post, not chat.completions.create(): create() walks every message
         # of the history through its type transform, on every request, so a long run
         # cost the square of its length in CPU. The history is JSON already (the engine
@@ -206,12 +208,13 @@ class OpenAIModel:
         on_delta: OnDelta,
         tools: list[dict[str, Any]] | None = None,
         response_format: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> Completion:
         """``complete``, the reply streamed: ``on_delta`` is awaited with each piece
         as it arrives; usage comes from the last chunk (``stream_options``)."""
         from openai import AsyncStream  # deferred with openai (see client())
 
-        body = self._request(messages, tools, response_format)
+        body = self._request(messages, tools, response_format, settings)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         chunks = await self.client().post(
@@ -238,8 +241,9 @@ class OpenAIModel:
         messages: list[Message],
         tools: list[dict[str, Any]] | None,
         response_format: dict[str, Any] | None,
+        settings: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        body = {"model": self.name, "messages": messages, **self._body}
+        body = {"model": self.name, "messages": messages, **self._body, **(settings or {})}
         if tools:
             body["tools"] = tools
         if response_format is not None:

@@ -1,0 +1,149 @@
+"""Issue 19: hand-offs as AG2 and openai-node users write them, and two tool-call bugs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import flowgraph as fg
+from flowgraph.testing import ScriptedServer, call_delta, malformed, streamed, tool_call
+
+from .conftest import Serve
+
+
+def completion(message: dict[str, Any]) -> str:
+    """A chat completion body with ``message`` exactly as given."""
+    return json.dumps(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "scripted",
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+    )
+
+
+def lookup(order_id: str) -> str:
+    """Look an order up."""
+    return f"{order_id}: delivered"
+
+
+def clerk_flow(model: fg.Model, *tools: Any, **agent: Any) -> fg.Flow:
+    flow = fg.Flow("desk", model=model)
+    flow.edge(fg.START, fg.Agent("clerk", "Help.", tools=list(tools) or [lookup], **agent))
+    flow.edge("clerk", fg.END)
+    return flow
+
+
+# -- 1. tool calls with an empty or missing id ------------------------------------------------
+
+
+def call(id_: Any, order: str) -> dict[str, Any]:
+    function = {"name": "lookup", "arguments": json.dumps({"order_id": order})}
+    item: dict[str, Any] = {"type": "function", "function": function}
+    if id_ is not ...:
+        item["id"] = id_
+    return item
+
+
+@pytest.mark.parametrize("id_", ["", None, ...], ids=["empty", "null", "missing"])
+def test_calls_without_an_id_get_unique_ones_and_the_run_completes(serve: Serve, id_: Any) -> None:
+    reply = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [call(id_, "A-1"), call(id_, "B-2")],
+    }
+    server, model = serve([malformed(completion(reply)), "Both delivered."])
+
+    result = clerk_flow(model).run("Where are A-1 and B-2?")
+
+    assert (result.status, result.output) == ("completed", "Both delivered.")
+    ids = [c["id"] for c in result.messages[1]["tool_calls"]]
+    assert all(isinstance(i, str) and i for i in ids) and len(set(ids)) == 2
+    answers = {m["tool_call_id"]: m["content"] for m in result.messages if m["role"] == "tool"}
+    assert answers == {ids[0]: "A-1: delivered", ids[1]: "B-2: delivered"}
+    assert server.requests[1].rejection is None  # the history sent back was valid
+
+
+@pytest.mark.parametrize("id_", ["", None], ids=["empty", "missing"])
+def test_streamed_calls_without_an_id_get_unique_ones(id_: str | None) -> None:
+    pieces = [
+        call_delta(0, id=id_, name="lookup", arguments='{"order_id": "A-1"}'),
+        call_delta(1, id=id_, name="lookup", arguments='{"order_id": "B-2"}'),
+    ]
+    with ScriptedServer([streamed(*pieces), "Both delivered."]) as server:
+        events = list(clerk_flow(server.model()).stream("Where are A-1 and B-2?"))
+    result = events[-1].result  # type: ignore[union-attr]
+    ids = [c["id"] for c in result.messages[1]["tool_calls"]]
+    assert all(ids) and len(set(ids)) == 2 and result.output == "Both delivered."
+    started = [e.call_id for e in events if e.type == "tool_started"]  # type: ignore[union-attr]
+    assert sorted(started) == sorted(ids)
+
+
+# -- 2. parallel_tool_calls=False, and no context update lost ----------------------------------
+
+
+def add_one(ctx: fg.RunContext) -> str:
+    """Add one to the counter."""
+    n = ctx.context.get("n", 0)
+    import time
+
+    time.sleep(0.005)  # read, think, write: concurrent calls would overlap here
+    ctx.context["n"] = n + 1
+    return str(n + 1)
+
+
+def test_twenty_parallel_calls_that_change_the_context_lose_no_update(serve: Serve) -> None:
+    _, model = serve([[tool_call("add_one")] * 20, "Counted."])
+    result = clerk_flow(model, add_one).run("Count to twenty.", context={"n": 0})
+    assert result.context["n"] == 20
+
+
+ORDER: list[str] = []
+
+
+async def wait(label: str, seconds: float) -> str:
+    """Wait a while."""
+    import asyncio
+
+    ORDER.append(f"start {label}")
+    await asyncio.sleep(seconds)
+    ORDER.append(f"end {label}")
+    return label
+
+
+SLOW_THEN_FAST = [
+    tool_call("wait", {"label": "slow", "seconds": 0.2}),
+    tool_call("wait", {"label": "fast", "seconds": 0.0}),
+]
+
+
+@pytest.mark.parametrize("where", ["model", "agent"])
+def test_parallel_tool_calls_false_runs_a_turns_calls_one_after_another(
+    serve: Serve, where: str
+) -> None:
+    server, model = serve([SLOW_THEN_FAST, "Done."])
+    if where == "model":
+        model = fg.OpenAIModel(
+            "scripted", base_url=server.url, api_key="k", parallel_tool_calls=False
+        )
+        flow = clerk_flow(model, wait)
+    else:
+        flow = clerk_flow(model, wait, parallel_tool_calls=False)
+    ORDER.clear()
+
+    flow.run("Wait.")
+
+    assert ORDER == ["start slow", "end slow", "start fast", "end fast"]
+    assert server.requests[0].body["parallel_tool_calls"] is False
+
+
+def test_by_default_a_turns_calls_run_at_once(serve: Serve) -> None:
+    _, model = serve([SLOW_THEN_FAST, "Done."])
+    ORDER.clear()
+    clerk_flow(model, wait).run("Wait.")
+    assert ORDER == ["start slow", "start fast", "end fast", "end slow"]
