@@ -31,7 +31,7 @@ from flowgraph._base.failures import DeadlineExceeded, MaxStepsExceeded, ModelEr
 from flowgraph._base.result import ChatResult, HookRecord, RunResult, StepRecord, Waiting
 from flowgraph._base.retry import Retry
 from flowgraph._flow import Flow
-from flowgraph._graph.edges import Edge
+from flowgraph._graph.edges import Edge, Handoff
 from flowgraph._graph.hooks import (
     ErrorEvent,
     HandoffEvent,
@@ -72,6 +72,7 @@ __all__ = [
     "FlowValidationError",
     "FlowgraphError",
     "FlowgraphWarning",
+    "Handoff",
     "HandoffEvent",
     "HookContext",
     "HookRecord",

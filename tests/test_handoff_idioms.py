@@ -147,3 +147,55 @@ def test_by_default_a_turns_calls_run_at_once(serve: Serve) -> None:
     ORDER.clear()
     clerk_flow(model, wait).run("Wait.")
     assert ORDER == ["start slow", "start fast", "end fast", "end slow"]
+
+
+# -- 3. tool-driven hand-offs -------------------------------------------------------------------
+
+
+def send_to_refunds(order_id: str) -> fg.Handoff:
+    """Send the customer to the refund desk."""
+    return fg.Handoff("refund", message=f"{order_id} goes to the refund desk.")
+
+
+def send_to_billing() -> fg.Handoff:
+    """Send the customer to billing."""
+    return fg.Handoff("billing")
+
+
+def desks(model: fg.Model, *tools: Any) -> fg.Flow:
+    flow = fg.Flow("desks", model=model)
+    triage = fg.Agent("triage", "Route.", tools=list(tools))
+    flow.edge(fg.START, triage)
+    flow.edge(triage, fg.Agent("refund", "Refund."), when="The customer wants money back.")
+    flow.edge(triage, fg.Agent("shipping", "Ship."), when=lambda ctx: ctx.context.get("late"))
+    flow.edge(triage, fg.END)
+    flow.edge("refund", fg.END)
+    flow.edge("shipping", fg.END)
+    return flow
+
+
+def test_a_tool_hands_off_right_after_its_result(serve: Serve) -> None:
+    server, model = serve([tool_call("send_to_refunds", {"order_id": "A-1"}), "Refunded."])
+
+    result = desks(model, send_to_refunds).run("A-1 broke.", context={"late": True})
+
+    # The tool's choice wins, even over a predicate that holds, and triage asks no more.
+    assert result.path == ["triage", "refund"] and result.output == "Refunded."
+    assert len(server.requests) == 2
+    answer = next(m for m in result.messages if m["role"] == "tool")
+    assert answer["content"] == "A-1 goes to the refund desk."
+    assert result.trace[0].next == "refund"
+
+
+def test_a_tool_hand_off_to_an_undeclared_node_is_an_error_the_model_reads(serve: Serve) -> None:
+    server, model = serve([tool_call("send_to_billing"), "Sorry, I cannot."])
+
+    result = desks(model, send_to_billing).run("Bill me.")
+
+    answer = next(m for m in result.messages if m["role"] == "tool")
+    assert answer["content"] == (
+        "Error: send_to_billing handed off to 'billing', but no edge from 'triage' leads "
+        "there; the nodes it can hand off to: 'refund', 'shipping', 'END'."
+    )
+    assert result.path == ["triage"] and result.output == "Sorry, I cannot."
+    assert len(server.requests) == 2

@@ -25,6 +25,7 @@ def test_the_public_names_of_flowgraph() -> None:
             "FlowgraphError",
             "FlowgraphWarning",  # issue 17: flowgraph's own warnings
             "HandoffEvent",
+            "Handoff",  # issue 19: a tool hands off
             "HookContext",
             "HookRecord",  # issue 17: what a hook did, in a step's record
             "Hooks",

@@ -19,7 +19,7 @@ from flowgraph._base.failures import RunError
 from flowgraph._base.messages import CallIds, HistoryCheck, Message
 from flowgraph._base.retry import NO_RETRY, retrying_on_named
 from flowgraph._engine.run import Run, Visit
-from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits
+from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits, Handoff
 from flowgraph._graph.hooks import ToolEvent
 from flowgraph._graph.nodes import Agent
 from flowgraph._graph.tools import Tool, ToolArgumentsError
@@ -32,6 +32,11 @@ T = TypeVar("T")
 
 class ToolTimeout(Exception):
     """A tool call took longer than its ``timeout``."""
+
+
+class UndeclaredHandoff(Exception):
+    """A tool's ``Handoff`` names a node no edge of the agent leads to: its message is
+    the tool's answer, for the model."""
 
 
 def approves(reply: Any) -> bool:
@@ -94,6 +99,8 @@ class _Loop:
         self.inner = None if as_node else agent.name  # the agent, in a nested chat's path
         self.model = run.model_of(agent)
         self.parallel = _parallel(agent, self.model)
+        self.handoffs: dict[str, Edge] = {}  # by call id: the edges tools handed off by
+        self.tool_handoff: Edge | None = None  # the one taken: it wins over predicates
         self.tools, self.schemas = run.plan.toolset(agent, exits)
         # The run's conversation is checked incrementally across visits; a nested
         # chat's is short and checked per turn.
@@ -105,7 +112,7 @@ class _Loop:
         turn, output, handoff, pending = 0, None, None, False
         if at is not None:  # a resumed visit: go on from its last commit
             turn, output, pending = at.turn, at.output, at.pending
-            handoff = self.exits.transfer(TRANSFER_PREFIX + at.handoff) if at.handoff else None
+            handoff = self.exits.to(at.handoff) if at.handoff else None
         while turn < self.agent.max_turns:
             # A committed completion whose calls were never answered is answered first.
             message = self.messages[-1] if pending else await self._request()
@@ -132,7 +139,8 @@ class _Loop:
                 "final answer; the run went on from its last turn (raise max_turns, or look at "
                 "the tool calls it kept making)"
             )
-        return Visit(output=output, handoff=handoff)
+        by_tool = handoff is not None and handoff is self.tool_handoff
+        return Visit(output=output, handoff=handoff, by_tool=by_tool)
 
     async def _commit(
         self,
@@ -250,6 +258,14 @@ class _Loop:
             ]
             for index, result in zip(pending, await gather_or_cancel(jobs), strict=True):
                 texts[index] = result
+        for index, call in enumerate(calls):  # a tool's hand-off wins over the model's
+            edge = self.handoffs.pop(call["id"], None)
+            if edge is not None and self.tool_handoff is None:
+                handoff = self.tool_handoff = edge
+            elif edge is not None:
+                texts[index] = (
+                    f"Error: already handing off to {handoff.target}; one hand-off per turn."  # type: ignore[union-attr]
+                )
         for call, text in zip(calls, texts, strict=True):
             self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
         return handoff
@@ -273,13 +289,15 @@ class _Loop:
         failed = True
         try:
             if lock is None:
-                text = await self._run_tool(tool, arguments)
+                text = await self._run_tool(tool, arguments, call["id"])
             else:
                 async with lock:
-                    text = await self._run_tool(tool, arguments)
+                    text = await self._run_tool(tool, arguments, call["id"])
             failed = False
         except ToolArgumentsError as exc:
             text = f"Error: {exc}. Call the tool again with arguments that fit its schema."
+        except UndeclaredHandoff as exc:
+            text = str(exc)
         except Exception as exc:
             text = f"Error: tool {tool.name!r} raised {type(exc).__name__}: {exc}"
         finally:
@@ -307,8 +325,24 @@ class _Loop:
             )
         return text
 
-    async def _run_tool(self, tool: Tool, arguments: str) -> str:
-        """Validate the arguments, ask a human first if the tool says so, then run it."""
+    async def _run_tool(self, tool: Tool, arguments: str, call_id: str) -> str:
+        """Validate the arguments, ask a human first if the tool says so, then run it.
+        A ``Handoff`` it returns is kept for ``_answer`` (by ``call_id``), its message
+        answering the call."""
+        result = await self._invoke(tool, arguments)
+        if not isinstance(result, Handoff):
+            return result
+        edge = self.exits.to(result.to)
+        if edge is None:
+            targets = ", ".join(repr(target) for target in self.exits.targets()) or "none"
+            raise UndeclaredHandoff(
+                f"Error: {tool.name} handed off to {result.to!r}, but no edge from "
+                f"{self.agent.name!r} leads there; the nodes it can hand off to: {targets}."
+            )
+        self.handoffs[call_id] = edge
+        return result.message or f"Transferred to {edge.target}."
+
+    async def _invoke(self, tool: Tool, arguments: str) -> str | Handoff:
         kwargs = tool.validate(arguments)
         if tool.requires_approval:
             shown = json.dumps(kwargs, default=str, ensure_ascii=False)

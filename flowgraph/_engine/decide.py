@@ -2,6 +2,7 @@
 
 At a node's exit the next node is decided in this order:
 
+0. a tool's ``fg.Handoff`` during the agent's turn: the tool chose among the edges;
 1. predicate edges, in the order declared: the first that is true wins;
 2. LLM-evaluated edges: for an Agent, the ``transfer_to_<node>`` tool it called
    during its own turn; for any other node, one router request: a structured-output
@@ -33,6 +34,8 @@ QUESTION = 'Which condition holds? Answer with JSON only: {{"choice": one of {ch
 
 async def decide(run: Run, node: str, exits: Exits, visit: Visit, *, is_agent: bool) -> Edge | None:
     """Choose the edge to leave by, in the documented order; None ends the run."""
+    if visit.by_tool:
+        return visit.handoff  # a tool's fg.Handoff: code chose, before any rule
     for edge in exits.predicates:
         try:
             taken: object = await call_inline(edge.when, run.ctx)  # type: ignore[arg-type]

@@ -58,6 +58,7 @@ class Visit:
     output: Any = None
     handoff: Edge | None = None
     inner: RunResult | None = None  # a sub-flow's run
+    by_tool: bool = False  # a tool chose the hand-off (fg.Handoff): no predicate overrides it
 
 
 class Tap(Protocol):

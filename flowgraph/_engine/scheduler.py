@@ -18,7 +18,7 @@ from flowgraph._engine.nested import run_nested_chats
 from flowgraph._engine.resume import restore_logs
 from flowgraph._engine.run import Pause, Run, Visit
 from flowgraph._engine.steps import ask_human, run_tool_step
-from flowgraph._graph.edges import TRANSFER_PREFIX, Edge
+from flowgraph._graph.edges import Edge
 from flowgraph._graph.hooks import ErrorEvent, HandoffEvent, NodeEvent
 from flowgraph._graph.human import Human
 from flowgraph._graph.nested import NestedChat
@@ -124,7 +124,7 @@ async def _resume(run: Run, at: Position) -> tuple[Node, Visit]:
         run.at = at
         return node, await _step(run, node, resumed=True)
     exits = run.plan.exits.get(node.name)
-    handoff = exits.transfer(TRANSFER_PREFIX + at.handoff) if exits and at.handoff else None
+    handoff = exits.to(at.handoff) if exits and at.handoff else None
     visit = Visit(output=at.output, handoff=handoff)
     await _exit(run, node, visit, time.perf_counter(), run.usage.model_copy())
     return node, visit

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from flowgraph._base.callables import MaybeAwaitable
 from flowgraph._base.context import AnyContext
+from flowgraph._base.errors import FlowValidationError
 
 Predicate = Callable[[AnyContext], MaybeAwaitable[Any]]
 Condition = str | Predicate | None
@@ -53,6 +54,40 @@ class Edge:
         return f"edge {self.source!r} -> {self.target!r}"
 
 
+class Handoff:
+    """What a tool returns to hand the conversation on, as AG2's ``SwarmResult(agent=)``:
+    to the node ``to`` right after this tool's result, with no further completion of
+    the agent, whatever the model would have said or a predicate would have chosen.
+    ``to`` must be the target of an edge from the agent (any kind: the tool chooses
+    among the declared ones); another is an error the model reads, naming them.
+
+    Args:
+        to: the node (or its name; ``fg.END`` ends the run, where that edge is declared).
+        message: the tool's result in the conversation; by default "Transferred to
+            <to>."
+
+    Example:
+        >>> def escalate(reason: str) -> Handoff:
+        ...     '''Escalate to a manager.'''
+        ...     return Handoff("manager", message=f"Escalated: {reason}")
+    """
+
+    __slots__ = ("message", "to")
+
+    def __init__(self, to: Any, message: str | None = None) -> None:
+        name = getattr(to, "name", to)
+        if not isinstance(name, str) or not name:
+            raise FlowValidationError(
+                f"fg.Handoff(to={to!r}): name the node to hand off to, or pass the node"
+            )
+        if message is not None and not isinstance(message, str):
+            raise FlowValidationError(f"fg.Handoff(message={message!r}): the message is text")
+        self.to, self.message = name, message
+
+    def __repr__(self) -> str:
+        return f"Handoff({self.to!r})"
+
+
 @dataclass(frozen=True)
 class Exits:
     """The out-edges of one node, grouped by how they are decided."""
@@ -72,6 +107,19 @@ class Exits:
             fallback=fallbacks[0] if fallbacks else None,
             transfer_tools=[transfer_tool(edge) for edge in llm],
         )
+
+    def to(self, target: str) -> Edge | None:
+        """The declared edge to ``target``, of any kind (a tool's ``Handoff``)."""
+        edges = [*self.llm, *self.predicates, *([self.fallback] if self.fallback else [])]
+        return next((edge for edge in edges if edge.target == target), None)
+
+    def targets(self) -> list[str]:
+        """The nodes the edges lead to, in the order declared."""
+        edges = sorted(
+            [*self.llm, *self.predicates, *([self.fallback] if self.fallback else [])],
+            key=lambda edge: edge.index,
+        )
+        return list(dict.fromkeys(edge.target for edge in edges))
 
     def transfer(self, tool_name: str) -> Edge | None:
         for edge in self.llm:

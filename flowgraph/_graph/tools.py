@@ -19,6 +19,7 @@ from flowgraph._base.errors import FlowgraphError, FlowValidationError
 from flowgraph._base.messages import as_text
 from flowgraph._base.retry import Retry
 from flowgraph._base.workers import in_worker
+from flowgraph._graph.edges import Handoff
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _SECTION = re.compile(
@@ -103,8 +104,9 @@ class Tool:
             },
         }
 
-    async def call(self, arguments: str, ctx: AnyContext) -> str:
-        """Validate the model's JSON ``arguments``, run the function, return its text.
+    async def call(self, arguments: str, ctx: AnyContext) -> str | Handoff:
+        """Validate the model's JSON ``arguments``, run the function, return its text
+        (or the ``Handoff`` it returned).
 
         Raises:
             ToolArgumentsError: the arguments are not valid JSON or do not fit the
@@ -122,8 +124,9 @@ class Tool:
             raise ToolArgumentsError(_describe(exc, self.name)) from exc
         return {name: getattr(validated, name) for name in spec.model.model_fields}
 
-    async def invoke(self, kwargs: dict[str, Any], ctx: AnyContext) -> str:
-        """Run the function on validated arguments (and the run context, if it asks)."""
+    async def invoke(self, kwargs: dict[str, Any], ctx: AnyContext) -> str | Handoff:
+        """Run the function on validated arguments (and the run context, if it asks):
+        its result as text, or the ``Handoff`` it returned."""
         spec = self._built()
         if spec.context_param is not None:
             kwargs = {**kwargs, spec.context_param: ctx}
@@ -132,7 +135,7 @@ class Tool:
         else:
             # The worker gets the context variables: the call's idempotency key follows.
             result = await in_worker(self.fn, **kwargs)
-        return as_text(result)
+        return result if isinstance(result, Handoff) else as_text(result)
 
 
 @dataclass(frozen=True)
