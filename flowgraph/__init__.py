@@ -27,7 +27,13 @@ from flowgraph._base.errors import (
     StoreError,
     UsageError,
 )
-from flowgraph._base.failures import DeadlineExceeded, MaxStepsExceeded, ModelError, RunError
+from flowgraph._base.failures import (
+    DeadlineExceeded,
+    MaxStepsExceeded,
+    MaxTurnsExceeded,
+    ModelError,
+    RunError,
+)
 from flowgraph._base.result import ChatResult, HookRecord, RunResult, StepRecord, Waiting
 from flowgraph._base.retry import Retry
 from flowgraph._flow import Flow
@@ -80,6 +86,7 @@ __all__ = [
     "Human",
     "LocalModel",
     "MaxStepsExceeded",
+    "MaxTurnsExceeded",
     "MemoryCheckpointer",
     "Model",
     "ModelError",

@@ -56,6 +56,9 @@ class Flow(FlowSpec):
         request_timeout: seconds one model request may take.
         deadline: seconds one run (or one resume of it) may take in all; past it the
             run fails with ``DeadlineExceeded``, its committed state kept.
+        on_max_turns: what an agent that reaches its ``max_turns`` without a final
+            answer does: ``"go_on"`` (the run goes on, and says so in its reason, the
+            step's record and the picture) or ``"fail"`` (``MaxTurnsExceeded``).
 
     Example:
         >>> import flowgraph as fg

@@ -135,7 +135,7 @@ def test_public_names_hand_out_public_types() -> None:
 def test_exported_errors_show_as_flowgraph_names() -> None:
     errors = [getattr(fg, name) for name in fg.__all__]
     errors = [e for e in errors if isinstance(e, type) and issubclass(e, BaseException)]
-    assert len(errors) == 10  # nine errors and FlowgraphWarning
+    assert len(errors) == 11  # ten errors and FlowgraphWarning
     for error in errors:
         assert f"{error.__module__}.{error.__qualname__}" == f"flowgraph.{error.__name__}"
 

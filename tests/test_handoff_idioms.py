@@ -199,3 +199,78 @@ def test_a_tool_hand_off_to_an_undeclared_node_is_an_error_the_model_reads(serve
     )
     assert result.path == ["triage"] and result.output == "Sorry, I cannot."
     assert len(server.requests) == 2
+
+
+# -- 8. an agent that reaches max_turns says so ------------------------------------------------
+
+
+def looping(model: fg.Model, **flow_options: Any) -> fg.Flow:
+    flow = fg.Flow("loop", model=model, **flow_options)
+    flow.edge(fg.START, fg.Agent("clerk", "Help.", tools=[lookup], max_turns=2))
+    flow.edge("clerk", fg.END)
+    return flow
+
+
+LOOPING = [tool_call("lookup", {"order_id": "A-1"})] * 2
+
+
+def test_max_turns_shows_in_the_reason_the_trace_and_the_picture(serve: Serve) -> None:
+    _, model = serve(LOOPING)
+
+    result = looping(model).run("Where is A-1?")
+
+    assert result.status == "completed" and result.output is None
+    assert result.reason == (
+        "reached END; agent 'clerk' reached max_turns=2 without a final answer"
+    )
+    assert result.trace[0].max_turns_reached is True
+    label = result.render().source.split("\tclerk [label=")[1].split("\n")[0]
+    assert "max_turns reached, no final answer" in label
+
+
+def test_a_flow_may_treat_max_turns_as_an_error(serve: Serve) -> None:
+    _, model = serve(LOOPING)
+
+    with pytest.raises(fg.MaxTurnsExceeded, match="agent 'clerk' reached max_turns=2") as caught:
+        looping(model, on_max_turns="fail").run("Where is A-1?")
+    assert caught.value.node == "clerk"
+    assert caught.value.result is not None and caught.value.result.status == "failed"
+    with pytest.raises(fg.FlowValidationError, match="on_max_turns must be 'go_on' or 'fail'"):
+        fg.Flow("x", on_max_turns="explode")  # type: ignore[arg-type]
+
+
+def test_the_cli_says_max_turns_was_reached(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    source = tmp_path / "loop.py"
+    source.write_text(
+        "import flowgraph as fg\n"
+        "def lookup(order_id: str) -> str:\n"
+        "    '''Look an order up.'''\n"
+        "    return 'delivered'\n"
+        "flow = fg.Flow('loop')\n"
+        "flow.edge(fg.START, fg.Agent('clerk', 'Help.', tools=[lookup], max_turns=2))\n"
+        "flow.edge('clerk', fg.END)\n"
+    )
+    with ScriptedServer(LOOPING) as server:
+        model = ["--model", "m", "--base-url", server.url, "--api-key", "k"]
+        done = subprocess.run(
+            [sys.executable, "-m", "flowgraph", "run", str(source), "hi", *model],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "reached max_turns=2 without a final answer" in done.stderr.splitlines()[1]
+
+
+def test_max_turns_reached_is_kept_in_the_store(serve: Serve, tmp_path: Any) -> None:
+    import asyncio
+
+    _, model = serve(LOOPING)
+    result = looping(model).run("Where is A-1?", store=tmp_path / "runs.db")
+    stored = asyncio.run(fg.SQLiteCheckpointer(tmp_path / "runs.db").load(result.run_id))
+    assert stored is not None
+    assert fg.StepRecord.model_validate(stored.trace[0]).max_turns_reached is True
+    assert stored.reason == result.reason

@@ -32,6 +32,7 @@ def test_the_public_names_of_flowgraph() -> None:
             "Human",
             "LocalModel",
             "MaxStepsExceeded",
+            "MaxTurnsExceeded",  # issue 19: a flow may treat max_turns as an error
             "MemoryCheckpointer",
             "Model",
             "ModelError",

@@ -33,6 +33,11 @@ class MaxStepsExceeded(RunError):
     """The run visited more nodes than its ``max_steps`` allows: probably a loop."""
 
 
+class MaxTurnsExceeded(RunError):
+    """An agent reached its ``max_turns`` without a final answer, in a flow that treats
+    that as an error (``fg.Flow(..., on_max_turns="fail")``)."""
+
+
 class DeadlineExceeded(RunError):
     """The run's ``deadline`` passed; its committed state can be resumed."""
 

@@ -68,6 +68,8 @@ class StepRecord(BaseModel):
     """The name of the model the visit's requests went to, as resolved for the run."""
     hooks: list[HookRecord] = Field(default_factory=list)
     """The hooks that injected messages or ran flows during the visit."""
+    max_turns_reached: bool = False
+    """The agent made ``max_turns`` completions without a final answer."""
 
 
 class Drawer(Protocol):

@@ -287,6 +287,9 @@ class _Painter:
             if marks.usage.requests:
                 facts.append(f"{marks.usage.requests} req, {marks.usage.total_tokens} tok")
             markup += f'<br/><font point-size="10" color="{RED}">{_text(" · ".join(facts))}</font>'
+            if marks.out_of_turns:
+                line = "max_turns reached, no final answer"
+                markup += f'<br/><font point-size="10" color="{DARK_AMBER}"><b>{line}</b></font>'
             for line in marks.hooks:
                 text = _wrap(f"hook {line}", 36)
                 markup += f'<br/><font point-size="10" color="{VIOLET}">{text}</font>'

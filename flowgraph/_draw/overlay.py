@@ -38,6 +38,8 @@ class NodeMarks:
     """The model its requests went to, as the run resolved it."""
     hooks: list[str] = field(default_factory=list)
     """What hooks did there: ``"brief: +1 system, ran research"``."""
+    out_of_turns: bool = False
+    """An agent's visit there reached max_turns without a final answer."""
 
 
 @dataclass
@@ -121,6 +123,7 @@ class Overlay:
             marks = self.nodes[node]
             marks.model = record.model or marks.model
             marks.hooks.extend(map(_hook_line, record.hooks))
+            marks.out_of_turns = marks.out_of_turns or record.max_turns_reached
             if record.inner:
                 # A sub-flow's record is made when its run completed.
                 self._walk(record.inner, node + SEPARATOR, f"{step}.", ended=True)

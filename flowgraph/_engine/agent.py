@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from flowgraph._base.callables import call_inline
 from flowgraph._base.context import CURRENT_CALL, CallKey
-from flowgraph._base.failures import RunError
+from flowgraph._base.failures import MaxTurnsExceeded, RunError
 from flowgraph._base.messages import CallIds, HistoryCheck, Message
 from flowgraph._base.retry import NO_RETRY, retrying_on_named
 from flowgraph._engine.run import Run, Visit
@@ -134,11 +134,7 @@ class _Loop:
             if done:
                 break
         else:
-            self.run.note(
-                f"agent {self.agent.name!r} reached max_turns={self.agent.max_turns} without a "
-                "final answer; the run went on from its last turn (raise max_turns, or look at "
-                "the tool calls it kept making)"
-            )
+            self._out_of_turns()
         by_tool = handoff is not None and handoff is self.tool_handoff
         return Visit(output=output, handoff=handoff, by_tool=by_tool)
 
@@ -219,6 +215,23 @@ class _Loop:
             message["name"] = agent.name
             self.messages.append(message)
         return message
+
+    def _out_of_turns(self) -> None:
+        """The agent made max_turns completions without a final answer: say so (a
+        note, the step's record, the run's reason), or fail, as the flow chooses."""
+        said = f"agent {self.agent.name!r} reached max_turns={self.agent.max_turns} without a "
+        said += "final answer"
+        if self.run.plan.flow.on_max_turns == "fail":
+            raise MaxTurnsExceeded(
+                f"{said} (the flow treats that as an error: on_max_turns='fail')", node=self.node
+            )
+        self.run.note(
+            f"{said}; the run went on from its last turn (raise max_turns, or look at the "
+            "tool calls it kept making)"
+        )
+        self.run.root.soft_ends.append(said)
+        if self.as_node:
+            self.run.out_of_turns = True
 
     def _settings(self) -> dict[str, Any] | None:
         """The agent's settings a request carries besides the model's own."""

@@ -108,6 +108,9 @@ class Run(RunState):
         # went to, and the hooks that injected messages or ran flows.
         self.asked: str | None = None
         self.hooked: list[HookRecord] = []
+        self.out_of_turns = False  # the agent reached max_turns without a final answer
+        # The root's: visits that ended without an answer, said in the run's reason.
+        self.soft_ends: list[str] = []
 
     async def tell(self, type: str, /, **fields: Any) -> None:
         """Say what happened to whoever streams the run (see ``_engine/stream.py``);

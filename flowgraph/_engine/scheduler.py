@@ -142,7 +142,7 @@ async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
             )
         run.step += 1
         run.path.append(node.name)
-    run.asked = None
+    run.asked, run.out_of_turns = None, False
     run.ctx.node, run.ctx.step = node.name, run.step
     run.position = Position(node=node.name, phase="visit", step=run.step)
     hooks = run.hooks
@@ -178,6 +178,8 @@ async def _exit(run: Run, node: Node, visit: Visit, started: float, usage_before
         extras["model"] = run.asked
     if run.hooked:
         extras["hooks"], run.hooked = run.hooked, []
+    if run.out_of_turns:
+        extras["max_turns_reached"] = True
     run.trace.append(
         StepRecord(
             step=run.step, node=node.name, seconds=seconds, usage=spent, inner=inner, **extras
@@ -196,6 +198,8 @@ async def _end(run: Run, node: Node, reason: str) -> RunResult:
     run.position = Position(node=node.name, phase="exit", step=run.step)
     if run.parent is not None:
         return run.result("completed", reason)
+    if run.soft_ends:  # it ended, but not as hoped: the reason says so, not only the notes
+        reason = "; ".join([reason, *run.soft_ends])
     return await run.settle("completed", reason)
 
 

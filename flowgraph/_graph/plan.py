@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from flowgraph._base.retry import Retry
 from flowgraph._graph.edges import Edge, Exits
@@ -24,6 +24,7 @@ class DeclaredFlow(Protocol):
     max_steps: int
     retry: Retry | None
     request_timeout: float | None
+    on_max_turns: Literal["go_on", "fail"]
     hooks: HookSet
 
     @property

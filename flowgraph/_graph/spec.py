@@ -5,7 +5,7 @@ runs and drawing on top; a ``SubFlow`` node runs another declared flow inside on
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from typing_extensions import Self
 
@@ -45,9 +45,15 @@ class FlowSpec:
         retry: Retry | None = None,
         request_timeout: float | None = None,
         deadline: float | None = None,
+        on_max_turns: Literal["go_on", "fail"] = "go_on",
     ) -> None:
         if not isinstance(name, str) or not name:
             raise FlowValidationError(f"a flow's name must be non-empty text, got {name!r}")
+        if on_max_turns not in ("go_on", "fail"):
+            raise FlowValidationError(
+                f"flow {name!r}: on_max_turns must be 'go_on' or 'fail', got {on_max_turns!r}"
+            )
+        self.on_max_turns = on_max_turns
         self.name = name
         self.model = model
         self.max_steps = check_count(max_steps, f"flow {name!r}: max_steps")

@@ -213,34 +213,49 @@ def _positions(at: str | list[list[Any]], step: int) -> list[Position]:
 def compact_record(record: Any) -> list[Any]:
     """A step's record (a ``StepRecord``, or its JSON data as read back from a file) as
     a compact array: step, node, seconds, usage, edge, next; then, those that are set
-    and those before them, a sub-flow's records, the model's name and the hooks'
-    records (each ``[hook, point, injected, flows]``)."""
+    and those before them, a sub-flow's records, the model's name, the hooks' records
+    (each ``[hook, point, injected, flows]``) and 1 if the agent ran out of turns."""
     if type(record) is dict:  # seldom: a fork of a run read back from a file
         record = StepRecord.model_validate(record)
     # The model's fields in one call: each attribute read of a pydantic model costs
     # several times a plain object's, and there is a record per step.
-    step, node, seconds, usage, edge, target, inner, model, hooks = RECORD_FIELDS(record.__dict__)
+    fields = RECORD_FIELDS(record.__dict__)
+    step, node, seconds, usage, edge, target, inner, model, hooks, out_of_turns = fields
     compact = [step, node, seconds, spent(usage), edge, target]
-    if inner or model is not None or hooks:
-        compact.append([compact_record(item) for item in inner])
-        if model is not None or hooks:
-            compact.append(model)
-        if hooks:
-            compact.append([[h.hook, h.point, h.injected, h.flows] for h in hooks])
+    if inner or model is not None or hooks or out_of_turns:
+        tail = [
+            [compact_record(item) for item in inner],
+            model,
+            [[h.hook, h.point, h.injected, h.flows] for h in hooks],
+            1 if out_of_turns else 0,
+        ]
+        while tail[-1] == TAIL_DEFAULTS[len(tail) - 1]:  # only up to the last one set
+            tail.pop()
+        compact.extend(tail)
     return compact
 
 
 RECORD_FIELDS = operator.itemgetter(
-    "step", "node", "seconds", "usage", "edge", "next", "inner", "model", "hooks"
+    "step",
+    "node",
+    "seconds",
+    "usage",
+    "edge",
+    "next",
+    "inner",
+    "model",
+    "hooks",
+    "max_turns_reached",
 )
+TAIL_DEFAULTS: list[Any] = [[], None, [], 0]  # a record's optional items, when not set
 HOOK_FIELDS = ("hook", "point", "injected", "flows")
 
 
 def _unrecord(compact: list[Any]) -> dict[str, Any]:
     """A step's record as ``StepRecord`` JSON data, back from ``record``'s array."""
     step, node, seconds, usage, edge, target, *more = compact
-    more += [[], None, []][len(more) :]
-    inner, model, hooks = more
+    more += TAIL_DEFAULTS[len(more) :]
+    inner, model, hooks, out_of_turns = more
     return {
         "step": step,
         "node": node,
@@ -251,6 +266,7 @@ def _unrecord(compact: list[Any]) -> dict[str, Any]:
         "inner": [_unrecord(item) for item in inner],
         "model": model,
         "hooks": [dict(zip(HOOK_FIELDS, hook, strict=True)) for hook in hooks],
+        "max_turns_reached": bool(out_of_turns),
     }
 
 
