@@ -274,3 +274,33 @@ def test_max_turns_reached_is_kept_in_the_store(serve: Serve, tmp_path: Any) -> 
     assert stored is not None
     assert fg.StepRecord.model_validate(stored.trace[0]).max_turns_reached is True
     assert stored.reason == result.reason
+
+
+# -- 7. a forced tool ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["agent", "model"])
+def test_a_forced_tool_is_called_once_and_the_visit_ends_with_its_result(
+    serve: Serve, where: str
+) -> None:
+    """openai-node's runTools: a tool_choice naming a function calls it and stops."""
+    server, model = serve([tool_call("lookup", {"order_id": "A-1"})])
+    forced = {"type": "function", "function": {"name": "lookup"}}
+    if where == "model":
+        model = fg.OpenAIModel("scripted", base_url=server.url, api_key="k", tool_choice=forced)
+        flow = clerk_flow(model, lookup)
+    else:
+        flow = clerk_flow(model, lookup, tool_choice="lookup")
+
+    result = flow.run("Where is A-1?")
+
+    assert (result.output, result.usage.requests) == ("A-1: delivered", 1)
+    assert server.requests[0].body["tool_choice"] == forced
+    assert result.notes == []
+
+
+def test_a_tool_choice_that_names_no_tool_of_the_agent_is_a_validation_error() -> None:
+    with pytest.raises(fg.FlowValidationError, match="tool_choice names 'lokup'.*lookup"):
+        clerk_flow(
+            fg.OpenAIModel("m", base_url="http://127.0.0.1:9/v1"), lookup, tool_choice="lokup"
+        ).validate()

@@ -21,7 +21,7 @@ from flowgraph._base.retry import NO_RETRY, retrying_on_named
 from flowgraph._engine.run import Run, Visit
 from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits, Handoff
 from flowgraph._graph.hooks import ToolEvent
-from flowgraph._graph.nodes import Agent
+from flowgraph._graph.nodes import Agent, forced_tool
 from flowgraph._graph.tools import Tool, ToolArgumentsError
 from flowgraph._store.records import Position
 
@@ -99,6 +99,10 @@ class _Loop:
         self.inner = None if as_node else agent.name  # the agent, in a nested chat's path
         self.model = run.model_of(agent)
         self.parallel = _parallel(agent, self.model)
+        # A tool_choice that names a tool: it is called once, and its result ends the visit.
+        self.forced = agent.forced_tool or forced_tool(
+            getattr(self.model, "settings", {}).get("tool_choice")
+        )
         self.handoffs: dict[str, Edge] = {}  # by call id: the edges tools handed off by
         self.tool_handoff: Edge | None = None  # the one taken: it wins over predicates
         self.tools, self.schemas = run.plan.toolset(agent, exits)
@@ -121,14 +125,16 @@ class _Loop:
             content = message.get("content")
             if content:
                 output = content
+            forced = False
             if calls:
                 await self._commit(turn - 1, output, None, pending=True)
                 handoff = await self._answer(calls)
+                forced, output = self._forced_result(calls, output)
             elif not content:
                 self.messages.append({"role": "system", "content": self._nudge()})
             if self.as_node:
                 await self.run.after_completion(self.agent, message)
-            done = handoff is not None or bool(content and not calls)
+            done = handoff is not None or forced or bool(content and not calls)
             if calls:
                 await self._commit(turn, output, handoff, done=done)
             if done:
@@ -233,11 +239,24 @@ class _Loop:
         if self.as_node:
             self.run.out_of_turns = True
 
+    def _forced_result(self, calls: Sequence[Message], output: Any) -> tuple[bool, Any]:
+        """Whether the forced tool was called, and then the visit's output: its result."""
+        if self.forced is None:
+            return False, output
+        ids = {call["id"] for call in calls if call["function"]["name"] == self.forced}
+        answers = [m["content"] for m in self.messages if m.get("tool_call_id") in ids]
+        return (True, answers[-1]) if answers else (False, output)
+
     def _settings(self) -> dict[str, Any] | None:
         """The agent's settings a request carries besides the model's own."""
-        if self.agent.parallel_tool_calls is None or not self.schemas:
+        if not self.schemas:
             return None
-        return {"parallel_tool_calls": self.agent.parallel_tool_calls}
+        settings: dict[str, Any] = {}
+        if self.agent.parallel_tool_calls is not None:
+            settings["parallel_tool_calls"] = self.agent.parallel_tool_calls
+        if self.agent.tool_choice is not None:
+            settings["tool_choice"] = self.agent.tool_choice
+        return settings or None
 
     async def _answer(self, calls: Sequence[Message]) -> Edge | None:
         """Answer each tool call with exactly one tool message, in the calls' order."""

@@ -77,6 +77,9 @@ class Agent(Node):
         parallel_tool_calls: False: the model is asked for one call at a time, and a
             turn's calls run one after another, in order; by default as the model's
             ``parallel_tool_calls`` setting says, else at once.
+        tool_choice: sent as the request's ``tool_choice``: ``"auto"``, ``"required"``,
+            ``"none"``, or the name of one of its tools, which forces that tool: it is
+            called once and the visit ends with its result (as openai-node's runTools).
 
     Example:
         >>> def lookup_order(order_id: str) -> dict:
@@ -99,8 +102,10 @@ class Agent(Node):
         retry: Retry | None = None,
         request_timeout: float | None = None,
         parallel_tool_calls: bool | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(name, model=model)
+        self.tool_choice = _tool_choice(tool_choice, name)
         check_optional(retry, Retry, f"agent {name!r}: retry", "pass fg.Retry(...)")
         check_optional(
             parallel_tool_calls,
@@ -115,6 +120,11 @@ class Agent(Node):
         self.instructions = check_text(instructions, f"the instructions of agent {name!r}")
         self.tools = as_tools(tools, f"agent {name!r}")
         self.hooks.extend(after_completion)
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The tool its ``tool_choice`` forces, if it names one."""
+        return forced_tool(self.tool_choice)
 
     def after_completion(self, fn: AfterCompletion) -> AfterCompletion:
         """Decorator: run ``fn(hook)`` after each completion of this agent."""
@@ -188,3 +198,26 @@ def _check_name(name: object, what: str) -> None:
         )
     if name in RESERVED:
         raise FlowValidationError(f"{what} name {name!r} is reserved for fg.{name}")
+
+
+CHOICES = ("auto", "required", "none")
+
+
+def _tool_choice(choice: object, agent: str) -> str | dict[str, Any] | None:
+    """``tool_choice`` as the request sends it: a tool's name becomes OpenAI's form."""
+    if choice is None or choice in CHOICES or isinstance(choice, dict):
+        return choice
+    if isinstance(choice, str) and choice:
+        return {"type": "function", "function": {"name": choice}}
+    raise FlowValidationError(
+        f"agent {agent!r}: tool_choice={choice!r}: give 'auto', 'required', 'none' or the "
+        "name of one of its tools"
+    )
+
+
+def forced_tool(choice: object) -> str | None:
+    """The function a ``tool_choice`` forces (OpenAI's ``{"type": "function", ...}``)."""
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = (choice.get("function") or {}).get("name")
+        return name if isinstance(name, str) else None
+    return None

@@ -235,6 +235,12 @@ def _subflows(flow: DeclaredFlow, within: tuple[int, ...]) -> Iterator[str]:
 
 def _tools(flow: DeclaredFlow) -> Iterator[str]:
     for agent in _agents(flow):
+        forced, tools = agent.forced_tool, [tool.name for tool in agent.tools]
+        if forced is not None and forced not in tools:
+            yield (
+                f"agent {agent.name!r}: tool_choice names {forced!r}, which is not one of its "
+                f"tools: {', '.join(tools) or 'it has none'}"
+            )
         names: set[str] = set()
         for tool in agent.tools:
             try:
