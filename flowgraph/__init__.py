@@ -37,7 +37,7 @@ from flowgraph._base.failures import (
 from flowgraph._base.result import ChatResult, HookRecord, RunResult, StepRecord, Waiting
 from flowgraph._base.retry import Retry
 from flowgraph._flow import Flow
-from flowgraph._graph.edges import Edge, Handoff
+from flowgraph._graph.edges import ContextStr, Edge, Handoff
 from flowgraph._graph.hooks import (
     ErrorEvent,
     HandoffEvent,
@@ -71,6 +71,7 @@ __all__ = [
     "Checkpointer",
     "Completion",
     "ConfigurationError",
+    "ContextStr",
     "DeadlineExceeded",
     "Edge",
     "ErrorEvent",

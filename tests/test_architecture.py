@@ -122,7 +122,7 @@ def test_public_names_hand_out_public_types() -> None:
             function = member.fget if isinstance(member, property) else member
             if attribute.startswith("_") or not callable(function):
                 continue
-            if not getattr(function, "__module__", "").startswith("flowgraph."):
+            if not (getattr(function, "__module__", "") or "").startswith("flowgraph."):
                 continue  # inherited from Python or pydantic
             for where, hint in _hints(function).items():
                 for kind in _classes(hint):

@@ -304,3 +304,80 @@ def test_a_tool_choice_that_names_no_tool_of_the_agent_is_a_validation_error() -
         clerk_flow(
             fg.OpenAIModel("m", base_url="http://127.0.0.1:9/v1"), lookup, tool_choice="lokup"
         ).validate()
+
+
+# -- 4. conditions checked before the model is called -----------------------------------------
+
+
+def test_a_before_condition_hands_off_with_no_request_and_no_message(serve: Serve) -> None:
+    server, model = serve(["Welcome, VIP."])
+    flow = fg.Flow("desks", model=model)
+    triage = fg.Agent("triage", "Route.")
+    flow.edge(fg.START, triage)
+    flow.edge(
+        triage,
+        fg.Agent("vip_desk", "Serve VIPs."),
+        when=lambda ctx: ctx.context["vip"],
+        before=True,
+    )
+    flow.edge(triage, fg.END)
+    flow.edge("vip_desk", fg.END)
+
+    vip = flow.run("Hello.", context={"vip": True})
+    assert vip.path == ["triage", "vip_desk"] and vip.output == "Welcome, VIP."
+    assert len(server.requests) == 1 and server.requests[0].system == "Serve VIPs."
+    assert [m["role"] for m in vip.messages] == ["user", "assistant"]  # no extra message
+    assert vip.usage_by_node.get("triage", fg.Usage()).requests == 0
+
+
+def test_before_needs_a_predicate_on_an_agents_edge() -> None:
+    flow = fg.Flow("bad")
+    with pytest.raises(fg.FlowValidationError, match="before=True needs a predicate"):
+        flow.edge(fg.START, fg.Agent("a"), when="In words.", before=True)
+    step = fg.ToolStep("s", lambda: 1)
+    flow.edge(fg.START, step)
+    flow.edge(step, fg.END, when=lambda ctx: True, before=True)
+    with pytest.raises(fg.FlowValidationError, match="before=True: 's' is not an agent"):
+        flow.validate()
+
+
+# -- 5. conditions that change during the run -----------------------------------------------
+
+
+def test_an_llm_condition_is_filled_from_the_context_at_each_request(serve: Serve) -> None:
+    server, model = serve(["Hello Ada."])
+    flow = fg.Flow("desks", model=model)
+    triage = fg.Agent("triage", "Route.")
+    flow.edge(fg.START, triage)
+    flow.edge(triage, fg.Agent("refund"), when=fg.ContextStr("{customer} wants a refund"))
+    flow.edge(triage, fg.END)
+    flow.edge("refund", fg.END)
+
+    flow.run("Hi.", context={"customer": "Ada"})
+
+    (transfer,) = [
+        t for t in server.requests[0].tools if t["function"]["name"] == "transfer_to_refund"
+    ]
+    assert transfer["function"]["description"].endswith("Use when: Ada wants a refund")
+
+
+def test_a_hand_off_is_offered_only_while_its_available_predicate_holds(serve: Serve) -> None:
+    server, model = serve(["Please verify first.", tool_call("transfer_to_refund"), "Refunded."])
+    flow = fg.Flow("desks", model=model)
+    triage = fg.Agent("triage", "Route.")
+    flow.edge(fg.START, triage)
+    flow.edge(
+        triage,
+        fg.Agent("refund", "Refund."),
+        when="The customer wants money back.",
+        available=lambda ctx: ctx.context.get("verified", False),
+    )
+    flow.edge(triage, fg.END)
+    flow.edge("refund", fg.END)
+
+    first = flow.run("Refund me.", context={"verified": False})
+    second = flow.run("Refund me.", context={"verified": True})
+
+    assert server.requests[0].tool_names == []  # not offered at all
+    assert server.requests[1].tool_names == ["transfer_to_refund"]
+    assert first.path == ["triage"] and second.path == ["triage", "refund"]

@@ -17,6 +17,7 @@ def test_the_public_names_of_flowgraph() -> None:
             "Checkpointer",
             "Completion",
             "ConfigurationError",
+            "ContextStr",  # issue 19: an LLM condition filled from the context
             "DeadlineExceeded",
             "Edge",
             "ErrorEvent",

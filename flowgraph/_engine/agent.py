@@ -18,8 +18,9 @@ from flowgraph._base.context import CURRENT_CALL, CallKey
 from flowgraph._base.failures import MaxTurnsExceeded, RunError
 from flowgraph._base.messages import CallIds, HistoryCheck, Message
 from flowgraph._base.retry import NO_RETRY, retrying_on_named
+from flowgraph._engine.decide import offered as offered_now
 from flowgraph._engine.run import Run, Visit
-from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits, Handoff
+from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits, Handoff, transfer_tool
 from flowgraph._graph.hooks import ToolEvent
 from flowgraph._graph.nodes import Agent, forced_tool
 from flowgraph._graph.tools import Tool, ToolArgumentsError
@@ -106,6 +107,7 @@ class _Loop:
         self.handoffs: dict[str, Edge] = {}  # by call id: the edges tools handed off by
         self.tool_handoff: Edge | None = None  # the one taken: it wins over predicates
         self.tools, self.schemas = run.plan.toolset(agent, exits)
+        self.offered: set[str] | None = None  # the transfers offered now, if some may not be
         # The run's conversation is checked incrementally across visits; a nested
         # chat's is short and checked per turn.
         self.history = run.history if messages is run.messages else HistoryCheck()
@@ -113,6 +115,10 @@ class _Loop:
 
     async def loop(self) -> Visit:
         at = self.run.at if self.as_node else None
+        if at is None and self.exits.before:  # AG2's OnContextCondition: no request
+            for edge in self.exits.before:
+                if await self._holds(edge):
+                    return Visit(handoff=edge, decided=True)
         turn, output, handoff, pending = 0, None, None, False
         if at is not None:  # a resumed visit: go on from its last commit
             turn, output, pending = at.turn, at.output, at.pending
@@ -141,8 +147,8 @@ class _Loop:
                 break
         else:
             self._out_of_turns()
-        by_tool = handoff is not None and handoff is self.tool_handoff
-        return Visit(output=output, handoff=handoff, by_tool=by_tool)
+        decided = handoff is not None and handoff is self.tool_handoff
+        return Visit(output=output, handoff=handoff, decided=decided)
 
     async def _commit(
         self,
@@ -207,7 +213,7 @@ class _Loop:
             self.node,
             messages,
             model=self.model,
-            tools=self.schemas,
+            tools=await self._offer(),
             settings=self._settings(),
             retry=agent.retry,
             timeout=agent.request_timeout,
@@ -239,6 +245,27 @@ class _Loop:
         if self.as_node:
             self.run.out_of_turns = True
 
+    async def _holds(self, edge: Edge) -> bool:
+        try:
+            return bool(await call_inline(edge.when, self.run.ctx))  # type: ignore[arg-type]
+        except Exception as exc:
+            raise RunError(
+                f"the predicate {edge.label!r} of {edge.describe()} raised "
+                f"{type(exc).__name__}: {exc}",
+                node=self.node,
+            ) from exc
+
+    async def _offer(self) -> list[dict[str, Any]]:
+        """The schemas of this request: the agent's tools and the transfers offered now
+        (some depend on the context: ``available=``, ``fg.ContextStr``)."""
+        if not self.exits.dynamic:
+            return self.schemas
+        offered = [edge for edge in self.exits.llm if await offered_now(self.run, edge)]
+        self.offered = {edge.transfer_name for edge in offered}
+        context = self.run.ctx.context
+        tools = [tool.openai_schema() for tool in self.agent.tools]
+        return tools + [transfer_tool(edge, context) for edge in offered]
+
     def _forced_result(self, calls: Sequence[Message], output: Any) -> tuple[bool, Any]:
         """Whether the forced tool was called, and then the visit's output: its result."""
         if self.forced is None:
@@ -266,6 +293,9 @@ class _Loop:
         for index, call in enumerate(calls):
             name = call["function"]["name"]
             edge = self.exits.transfer(name)
+            if edge is not None and self.offered is not None and name not in self.offered:
+                texts[index] = f"Error: the hand-off {name} is not available now."
+                continue
             if edge is not None and handoff is None:
                 handoff = edge
                 texts[index] = f"Transferred to {edge.target}."

@@ -2,7 +2,8 @@
 
 At a node's exit the next node is decided in this order:
 
-0. a tool's ``fg.Handoff`` during the agent's turn: the tool chose among the edges;
+0. a ``before=`` predicate that held as an agent's turn began, or a tool's
+   ``fg.Handoff`` during it: code chose among the edges;
 1. predicate edges, in the order declared: the first that is true wins;
 2. LLM-evaluated edges: for an Agent, the ``transfer_to_<node>`` tool it called
    during its own turn; for any other node, one router request: a structured-output
@@ -34,8 +35,8 @@ QUESTION = 'Which condition holds? Answer with JSON only: {{"choice": one of {ch
 
 async def decide(run: Run, node: str, exits: Exits, visit: Visit, *, is_agent: bool) -> Edge | None:
     """Choose the edge to leave by, in the documented order; None ends the run."""
-    if visit.by_tool:
-        return visit.handoff  # a tool's fg.Handoff: code chose, before any rule
+    if visit.decided:
+        return visit.handoff  # a tool's fg.Handoff or a before= condition: code chose
     for edge in exits.predicates:
         try:
             taken: object = await call_inline(edge.when, run.ctx)  # type: ignore[arg-type]
@@ -73,8 +74,12 @@ async def route(run: Run, node: str, edges: Sequence[Edge]) -> Edge | None:
     A reply that is not one of the choices is answered once with the problem;
     a second bad reply raises ``ModelError``.
     """
+    edges = [edge for edge in edges if await offered(run, edge)]
+    if not edges:
+        return None
     choices = [edge.target for edge in edges] + [NONE]
-    conditions = "\n".join(f'- "{edge.target}": {edge.when}' for edge in edges)
+    context = run.ctx.context
+    conditions = "\n".join(f'- "{edge.target}": {edge.condition(context)}' for edge in edges)
     messages: list[Message] = [
         {"role": "system", "content": PROMPT.format(node=node, conditions=conditions, none=NONE)},
         *run.messages,
@@ -117,3 +122,16 @@ def _parse(reply: str, choices: list[str]) -> str | None:
         return None
     choice = data.get("choice") if isinstance(data, dict) else None
     return choice if choice in choices else None
+
+
+async def offered(run: Run, edge: Edge) -> bool:
+    """Whether an LLM condition is offered now: its ``available=`` holds (if it has one)."""
+    if edge.available is None:
+        return True
+    try:
+        return bool(await call_inline(edge.available, run.ctx))
+    except Exception as exc:
+        raise RunError(
+            f"the available= predicate of {edge.describe()} raised {type(exc).__name__}: {exc}",
+            node=edge.source,
+        ) from exc

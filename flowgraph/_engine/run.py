@@ -58,7 +58,7 @@ class Visit:
     output: Any = None
     handoff: Edge | None = None
     inner: RunResult | None = None  # a sub-flow's run
-    by_tool: bool = False  # a tool chose the hand-off (fg.Handoff): no predicate overrides it
+    decided: bool = False  # chosen before any rule: a tool's fg.Handoff, a before= condition
 
 
 class Tap(Protocol):

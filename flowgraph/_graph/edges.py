@@ -18,18 +18,51 @@ EdgeKind = Literal["predicate", "llm", "fallback"]
 TRANSFER_PREFIX = "transfer_to_"
 
 
+class ContextStr(str):
+    """An LLM condition filled from the run context at each request, as AG2's
+    ``ContextStr``: ``{name}`` fields are the context's values (a dict's keys or a
+    model's fields), e.g. ``fg.ContextStr("{customer} wants a refund")``."""
+
+    __slots__ = ()
+
+    def fill(self, context: Any) -> str:
+        values = context if isinstance(context, dict) else vars(context)
+        try:
+            return self.format_map(values)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise FlowValidationError(
+                f"the condition {str(self)!r} cannot be filled from the context: "
+                f"{type(exc).__name__}: {exc}; its fields must be the context's keys"
+            ) from exc
+
+
 @dataclass(frozen=True)
 class Edge:
     """A declared hand-off from ``source`` to ``target`` (node names).
 
     ``when`` is None (unconditional, the fallback), a string (a condition in natural
-    language, evaluated by the LLM) or a callable of the run context (a predicate).
+    language, evaluated by the LLM; a ``ContextStr`` is filled from the context) or a
+    callable of the run context (a predicate). ``before``: a predicate checked as an
+    agent's turn begins (no request when it holds). ``available``: an LLM condition is
+    offered only while this predicate holds.
     """
 
     source: str
     target: str
     when: Condition = None
     index: int = 0
+    before: bool = False
+    available: Predicate | None = None
+
+    @property
+    def dynamic(self) -> bool:
+        """The transfer tool depends on the run context (its text, or whether it is
+        offered at all), so it is made anew for each request."""
+        return self.available is not None or isinstance(self.when, ContextStr)
+
+    def condition(self, context: Any) -> str:
+        """The LLM condition's text, filled from ``context`` if a ``ContextStr``."""
+        return self.when.fill(context) if isinstance(self.when, ContextStr) else str(self.when)
 
     @property
     def kind(self) -> EdgeKind:
@@ -96,30 +129,37 @@ class Exits:
     llm: tuple[Edge, ...] = ()
     fallback: Edge | None = None
     transfer_tools: list[dict[str, Any]] = field(default_factory=list)
+    before: tuple[Edge, ...] = ()
+    """Predicates checked as an agent's turn begins, not at its end."""
+    dynamic: bool = False
+    """Some transfer tool depends on the run context: made anew for each request."""
 
     @classmethod
     def of(cls, edges: list[Edge]) -> Exits:
         llm = tuple(edge for edge in edges if edge.kind == "llm")
         fallbacks = [edge for edge in edges if edge.kind == "fallback"]
+        predicates = [edge for edge in edges if edge.kind == "predicate"]
         return cls(
-            predicates=tuple(edge for edge in edges if edge.kind == "predicate"),
+            predicates=tuple(edge for edge in predicates if not edge.before),
             llm=llm,
             fallback=fallbacks[0] if fallbacks else None,
             transfer_tools=[transfer_tool(edge) for edge in llm],
+            before=tuple(edge for edge in predicates if edge.before),
+            dynamic=any(edge.dynamic for edge in llm),
         )
 
     def to(self, target: str) -> Edge | None:
         """The declared edge to ``target``, of any kind (a tool's ``Handoff``)."""
-        edges = [*self.llm, *self.predicates, *([self.fallback] if self.fallback else [])]
-        return next((edge for edge in edges if edge.target == target), None)
+        return next((edge for edge in self._all() if edge.target == target), None)
 
     def targets(self) -> list[str]:
         """The nodes the edges lead to, in the order declared."""
-        edges = sorted(
-            [*self.llm, *self.predicates, *([self.fallback] if self.fallback else [])],
-            key=lambda edge: edge.index,
-        )
+        edges = sorted(self._all(), key=lambda edge: edge.index)
         return list(dict.fromkeys(edge.target for edge in edges))
+
+    def _all(self) -> list[Edge]:
+        fallback = [self.fallback] if self.fallback else []
+        return [*self.llm, *self.predicates, *self.before, *fallback]
 
     def transfer(self, tool_name: str) -> Edge | None:
         for edge in self.llm:
@@ -131,8 +171,10 @@ class Exits:
 NO_EXITS = Exits()
 
 
-def transfer_tool(edge: Edge) -> dict[str, Any]:
-    """The ``transfer_to_<node>`` tool an agent is offered for an LLM-evaluated edge."""
+def transfer_tool(edge: Edge, context: Any = None) -> dict[str, Any]:
+    """The ``transfer_to_<node>`` tool an agent is offered for an LLM-evaluated edge
+    (its condition filled from ``context``, if given and a ``ContextStr``)."""
+    when = edge.condition(context) if context is not None else edge.when
     action = (
         "End the conversation"
         if edge.target == "END"
@@ -142,7 +184,7 @@ def transfer_tool(edge: Edge) -> dict[str, Any]:
         "type": "function",
         "function": {
             "name": edge.transfer_name,
-            "description": f"{action}. Use when: {edge.when}",
+            "description": f"{action}. Use when: {when}",
             "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
         },
     }

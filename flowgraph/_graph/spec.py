@@ -13,7 +13,7 @@ from flowgraph._base.callables import check_arity
 from flowgraph._base.checks import check_count, check_optional, check_seconds
 from flowgraph._base.errors import FlowValidationError
 from flowgraph._base.retry import Retry
-from flowgraph._graph.edges import Condition, Edge
+from flowgraph._graph.edges import Condition, ContextStr, Edge, Predicate
 from flowgraph._graph.hooks import AfterCompletion, EventName, Hooks, HookSet, Observer
 from flowgraph._graph.nodes import END, START, Node
 from flowgraph._graph.plan import Plan
@@ -100,7 +100,13 @@ class FlowSpec:
         return self
 
     def edge(
-        self, source: Node | FlowSpec | str, target: Node | FlowSpec | str, when: Condition = None
+        self,
+        source: Node | FlowSpec | str,
+        target: Node | FlowSpec | str,
+        when: Condition = None,
+        *,
+        before: bool = False,
+        available: Predicate | None = None,
     ) -> Edge:
         """Declare a hand-off from ``source`` to ``target``.
 
@@ -108,11 +114,18 @@ class FlowSpec:
             source: a node, ``fg.START``, a flow (run as a sub-flow), or a node's name.
             target: a node, ``fg.END``, a flow (run as a sub-flow), or a node's name.
             when: None for the unconditional fallback; a string for a condition the
-                LLM evaluates; a function of the ``RunContext`` for a predicate.
+                LLM evaluates (``fg.ContextStr`` to fill it from the context); a
+                function of the ``RunContext`` for a predicate.
+            before: (a predicate of an agent's edge) check it as the agent's turn
+                begins: when it holds, the run moves on with no request.
+            available: (an LLM condition) offer the hand-off only while this function
+                of the ``RunContext`` holds.
         """
         names = [end if isinstance(end, str) else self._register(end) for end in (source, target)]
+        when = _check_condition(names[0], names[1], when)
+        _check_options(names[0], names[1], when, before, available)
         edge = Edge(
-            names[0], names[1], _check_condition(names[0], names[1], when), index=len(self._edges)
+            names[0], names[1], when, index=len(self._edges), before=before, available=available
         )
         self._edges.append(edge)
         self._plan = None
@@ -181,6 +194,24 @@ class FlowSpec:
         return self._plan
 
 
+def _check_options(
+    source: str, target: str, when: Condition, before: bool, available: Predicate | None
+) -> None:
+    where = f"edge {source!r} -> {target!r}"
+    if before is not False and (before is not True or not callable(when)):
+        raise FlowValidationError(
+            f"{where}: before=True needs a predicate (when=a function of the context), "
+            "checked as the agent's turn begins"
+        )
+    if available is not None:
+        if not isinstance(when, str):
+            raise FlowValidationError(
+                f"{where}: available= applies to an LLM condition (when='...'): it says "
+                "when the hand-off is offered"
+            )
+        check_arity(available, 1, f"the available= predicate of {where}")
+
+
 def _check_condition(source: str, target: str, when: Condition) -> Condition:
     where = f"edge {source!r} -> {target!r}"
     if when is None:
@@ -191,6 +222,6 @@ def _check_condition(source: str, target: str, when: Condition) -> Condition:
                 f"{where}: the condition is empty; write it in words, "
                 "or pass when=None for an unconditional edge"
             )
-        return when.strip()
+        return ContextStr(when.strip()) if isinstance(when, ContextStr) else when.strip()
     check_arity(when, 1, f"the predicate of {where}")
     return when

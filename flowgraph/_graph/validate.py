@@ -197,6 +197,12 @@ def _exits(flow: DeclaredFlow) -> Iterator[str]:
     seen_llm: set[tuple[str, str]] = set()
     fallbacks: dict[str, list[Edge]] = {}
     for edge in flow.edges:
+        if edge.before and not isinstance(flow.nodes.get(edge.source), Agent):
+            yield (
+                f"{edge.describe()} has before=True: {edge.source!r} is not an agent, and "
+                "only an agent's turn has a before; drop before=True (a predicate is checked "
+                "at the node's exit)"
+            )
         if edge.kind == "llm":
             if (edge.source, edge.target) in seen_llm:
                 yield (
