@@ -381,3 +381,58 @@ def test_a_hand_off_is_offered_only_while_its_available_predicate_holds(serve: S
     assert server.requests[0].tool_names == []  # not offered at all
     assert server.requests[1].tool_names == ["transfer_to_refund"]
     assert first.path == ["triage"] and second.path == ["triage", "refund"]
+
+
+# -- 6. what the next agent sees of a hand-off --------------------------------------------------
+
+
+def handed(model: fg.Model, history: str | None = None, **flow_options: Any) -> fg.Flow:
+    flow = fg.Flow("desks", model=model, **flow_options)
+    triage = fg.Agent("triage", "Route.", tools=[lookup])
+    flow.edge(fg.START, triage)
+    options = {"history": history} if history else {}
+    flow.edge(triage, fg.Agent("refund", "Refund."), when="Money back.", **options)
+    flow.edge(triage, fg.END)
+    flow.edge("refund", fg.END)
+    return flow
+
+
+HANDED = [tool_call("lookup", {"order_id": "A-1"}), tool_call("transfer_to_refund"), "Refunded."]
+
+
+def test_by_default_the_next_agent_sees_the_full_history(serve: Serve) -> None:
+    server, model = serve(HANDED)
+    result = handed(model).run("Refund A-1.")
+    assert server.requests[2].messages[1:] == result.messages[:-1]
+
+
+def test_without_transfer_the_next_agent_does_not_see_the_transfer(serve: Serve) -> None:
+    server, model = serve(HANDED)
+    result = handed(model, "without_transfer").run("Refund A-1.")
+
+    seen = server.requests[2].messages[1:]
+    assert [m["role"] for m in seen] == ["user", "assistant", "tool"]  # lookup and its answer
+    assert "transfer_to_refund" not in json.dumps(seen)
+    assert server.requests[2].rejection is None  # still a valid history
+    assert "transfer_to_refund" in json.dumps(result.messages)  # the full record is kept
+
+
+def test_summary_folds_the_earlier_conversation_into_one_message(serve: Serve) -> None:
+    server, model = serve(HANDED)
+    result = handed(model, handoff_history="summary").run("Refund A-1.")
+
+    system, folded = server.requests[2].messages
+    assert system == {"role": "system", "content": "Refund."}
+    assert folded["role"] == "user"
+    assert folded["content"].startswith("The conversation so far, handed to you by triage:\n")
+    assert "user: Refund A-1." in folded["content"]
+    assert 'triage called lookup({"order_id": "A-1"}) -> A-1: delivered' in folded["content"]
+    assert server.requests[2].rejection is None
+    assert len(result.messages) == 6  # the full record
+
+
+def test_the_picture_shows_a_history_policy_on_its_edge() -> None:
+    flow = handed(fg.OpenAIModel("m", base_url="http://127.0.0.1:9/v1"), "summary")
+    assert "history: summary" in flow.to_dot()
+    with pytest.raises(fg.FlowValidationError, match="history must be one of"):
+        handed(fg.OpenAIModel("m", base_url="http://127.0.0.1:9/v1"), "everything")

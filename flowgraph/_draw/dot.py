@@ -379,10 +379,15 @@ def _method(method: object) -> str:
 
 def _edge_text(edge: Edge, branching: set[str]) -> str:
     if edge.kind == "llm":
-        return _wrap(str(edge.when), 28)
-    if edge.kind == "predicate":
-        return _wrap(predicate_text(edge), 28)
-    return "otherwise" if edge.source in branching else ""
+        text = _wrap(str(edge.when), 28)
+    elif edge.kind == "predicate":
+        text = _wrap(predicate_text(edge), 28)
+    else:
+        text = "otherwise" if edge.source in branching else ""
+    if edge.history is not None:  # what the next agent sees of the conversation
+        policy = f'<font point-size="9"><i>history: {edge.history}</i></font>'
+        text = f"{text}<br/>{policy}" if text else policy
+    return text
 
 
 def predicate_text(edge: Edge) -> str:

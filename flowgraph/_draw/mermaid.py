@@ -81,6 +81,8 @@ class _Writer:
                 text = predicate_text(edge)
             else:  # as DOT says it: the edge taken when no condition held
                 text = "otherwise" if edge.source in branching else ""
+            if edge.history is not None:  # what the next agent sees of the conversation
+                text = f"{text} · history: {edge.history}" if text else f"history: {edge.history}"
             label = f'|"{_escape(text)}"|' if text else ""
             source, target = self.ident(prefix + edge.source), self.ident(prefix + edge.target)
             self.lines.append(f"{indent}{source} {ARROWS[edge.kind]}{label} {target}")

@@ -19,6 +19,7 @@ from flowgraph._base.failures import MaxTurnsExceeded, RunError
 from flowgraph._base.messages import CallIds, HistoryCheck, Message
 from flowgraph._base.retry import NO_RETRY, retrying_on_named
 from flowgraph._engine.decide import offered as offered_now
+from flowgraph._engine.handed import seen
 from flowgraph._engine.run import Run, Visit
 from flowgraph._graph.edges import NO_EXITS, TRANSFER_PREFIX, Edge, Exits, Handoff, transfer_tool
 from flowgraph._graph.hooks import ToolEvent
@@ -205,10 +206,9 @@ class _Loop:
                 node=self.node,
             ) from exc
         self.run.check_history(self.node, self.messages, self.history)
+        history = self._seen()
         # An empty system message is refused by strict providers: leave it out.
-        messages = (
-            [{"role": "system", "content": system}, *self.messages] if system else self.messages
-        )
+        messages = [{"role": "system", "content": system}, *history] if system else history
         completion = await self.run.complete(
             self.node,
             messages,
@@ -244,6 +244,16 @@ class _Loop:
         self.run.root.soft_ends.append(said)
         if self.as_node:
             self.run.out_of_turns = True
+
+    def _seen(self) -> list[Message]:
+        """The conversation as this agent sees it: as the edge it was handed by says
+        (``history=``, else the flow's ``handoff_history``)."""
+        entry = self.run.entry if self.as_node else None
+        if entry is None:
+            return self.messages
+        edge, boundary = entry
+        policy = edge.history or self.run.plan.flow.handoff_history
+        return self.messages if policy == "full" else seen(self.messages, policy, edge, boundary)
 
     async def _holds(self, edge: Edge) -> bool:
         try:

@@ -109,6 +109,9 @@ class Run(RunState):
         self.asked: str | None = None
         self.hooked: list[HookRecord] = []
         self.out_of_turns = False  # the agent reached max_turns without a final answer
+        # The edge the run took into the node it visits, and where the conversation stood
+        # then (what the node's agent sees of it: the edge's history policy).
+        self.entry: tuple[Edge, int] | None = None
         # The root's: visits that ended without an answer, said in the run's reason.
         self.soft_ends: list[str] = []
 

@@ -86,6 +86,7 @@ async def _walk(run: Run) -> RunResult:
             await run.checkpoint(
                 Position(node=node.name, phase="next", step=run.step), durable=keyed
             )
+            run.entry = (edge, len(run.messages))
             visit = await _step(run, node)
     except Pause as pause:
         if run.parent is not None:

@@ -16,6 +16,8 @@ Predicate = Callable[[AnyContext], MaybeAwaitable[Any]]
 Condition = str | Predicate | None
 EdgeKind = Literal["predicate", "llm", "fallback"]
 TRANSFER_PREFIX = "transfer_to_"
+History = Literal["full", "without_transfer", "summary"]
+HISTORIES = ("full", "without_transfer", "summary")
 
 
 class ContextStr(str):
@@ -53,6 +55,9 @@ class Edge:
     index: int = 0
     before: bool = False
     available: Predicate | None = None
+    history: History | None = None
+    """What the agent it leads to sees of the conversation (else the flow's
+    ``handoff_history``): ``"full"``, ``"without_transfer"`` or ``"summary"``."""
 
     @property
     def dynamic(self) -> bool:

@@ -25,6 +25,7 @@ class DeclaredFlow(Protocol):
     retry: Retry | None
     request_timeout: float | None
     on_max_turns: Literal["go_on", "fail"]
+    handoff_history: Literal["full", "without_transfer", "summary"]
     hooks: HookSet
 
     @property

@@ -13,7 +13,14 @@ from flowgraph._base.callables import check_arity
 from flowgraph._base.checks import check_count, check_optional, check_seconds
 from flowgraph._base.errors import FlowValidationError
 from flowgraph._base.retry import Retry
-from flowgraph._graph.edges import Condition, ContextStr, Edge, Predicate
+from flowgraph._graph.edges import (
+    HISTORIES,
+    Condition,
+    ContextStr,
+    Edge,
+    History,
+    Predicate,
+)
 from flowgraph._graph.hooks import AfterCompletion, EventName, Hooks, HookSet, Observer
 from flowgraph._graph.nodes import END, START, Node
 from flowgraph._graph.plan import Plan
@@ -46,6 +53,7 @@ class FlowSpec:
         request_timeout: float | None = None,
         deadline: float | None = None,
         on_max_turns: Literal["go_on", "fail"] = "go_on",
+        handoff_history: History = "full",
     ) -> None:
         if not isinstance(name, str) or not name:
             raise FlowValidationError(f"a flow's name must be non-empty text, got {name!r}")
@@ -54,6 +62,8 @@ class FlowSpec:
                 f"flow {name!r}: on_max_turns must be 'go_on' or 'fail', got {on_max_turns!r}"
             )
         self.on_max_turns = on_max_turns
+        check_history(handoff_history, f"flow {name!r}: handoff_history")
+        self.handoff_history = handoff_history
         self.name = name
         self.model = model
         self.max_steps = check_count(max_steps, f"flow {name!r}: max_steps")
@@ -107,6 +117,7 @@ class FlowSpec:
         *,
         before: bool = False,
         available: Predicate | None = None,
+        history: History | None = None,
     ) -> Edge:
         """Declare a hand-off from ``source`` to ``target``.
 
@@ -120,12 +131,23 @@ class FlowSpec:
                 begins: when it holds, the run moves on with no request.
             available: (an LLM condition) offer the hand-off only while this function
                 of the ``RunContext`` holds.
+            history: what an agent it leads to sees of the conversation (by default
+                the flow's ``handoff_history``): ``"full"``; ``"without_transfer"``,
+                without the transfer calls and their answers; ``"summary"``, the
+                conversation before the hand-off folded into one message.
         """
         names = [end if isinstance(end, str) else self._register(end) for end in (source, target)]
         when = _check_condition(names[0], names[1], when)
         _check_options(names[0], names[1], when, before, available)
+        check_history(history, f"edge {names[0]!r} -> {names[1]!r}", optional=True)
         edge = Edge(
-            names[0], names[1], when, index=len(self._edges), before=before, available=available
+            names[0],
+            names[1],
+            when,
+            index=len(self._edges),
+            before=before,
+            available=available,
+            history=history,
         )
         self._edges.append(edge)
         self._plan = None
@@ -225,3 +247,11 @@ def _check_condition(source: str, target: str, when: Condition) -> Condition:
         return ContextStr(when.strip()) if isinstance(when, ContextStr) else when.strip()
     check_arity(when, 1, f"the predicate of {where}")
     return when
+
+
+def check_history(history: object, what: str, optional: bool = False) -> None:
+    if (history is None and optional) or history in HISTORIES:
+        return
+    raise FlowValidationError(
+        f"{what}: history must be one of {', '.join(map(repr, HISTORIES))}, got {history!r}"
+    )
