@@ -436,3 +436,35 @@ def test_the_picture_shows_a_history_policy_on_its_edge() -> None:
     assert "history: summary" in flow.to_dot()
     with pytest.raises(fg.FlowValidationError, match="history must be one of"):
         handed(fg.OpenAIModel("m", base_url="http://127.0.0.1:9/v1"), "everything")
+
+
+def test_a_resumed_agent_still_sees_the_history_its_edge_says(serve: Serve, tmp_path: Any) -> None:
+    """A pause inside the agent's visit (an approval), then a resume in a new Flow
+    object: its next request still gets the summary, not the full conversation."""
+
+    def pay(order_id: str) -> str:
+        """Pay the refund."""
+        return f"paid {order_id}"
+
+    def build(model: fg.Model) -> fg.Flow:
+        flow = fg.Flow("desks", model=model, handoff_history="summary")
+        triage = fg.Agent("triage", "Route.", tools=[lookup])
+        refund = fg.Agent("refund", "Refund.", tools=[fg.Tool(pay, requires_approval=True)])
+        flow.edge(fg.START, triage)
+        flow.edge(triage, refund, when="Money back.")
+        flow.edge(triage, fg.END)
+        flow.edge(refund, fg.END)
+        return flow
+
+    script = [*HANDED[:2], tool_call("pay", {"order_id": "A-1"}), "Paid."]
+    server, model = serve(script)
+    store = tmp_path / "runs.db"
+    paused = build(model).run("Refund A-1.", store=store)
+    assert paused.status == "waiting"
+    done = build(model).resume(paused.run_id, store=store, reply="yes")
+
+    assert done.output == "Paid."
+    for request in server.requests[2:]:  # refund's requests, before and after the pause
+        folded = request.messages[1]
+        assert folded["content"].startswith("The conversation so far, handed to you by triage")
+        assert request.rejection is None

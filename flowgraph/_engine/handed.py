@@ -75,3 +75,28 @@ def _text(content: Any) -> str:
 
 def _text_only(message: Message) -> Message:
     return {key: value for key, value in message.items() if key != "tool_calls"}
+
+
+def visit_start(messages: list[Message], agent: str) -> int:
+    """Where the visit of ``agent`` now under way began in ``messages`` (for a run
+    resumed inside it): before its own replies, the tool messages answering them and
+    the system messages said during it; after the answer to a transfer to it."""
+    calls = {
+        str(call.get("id")): _name(call)
+        for message in messages
+        for call in message.get("tool_calls") or ()
+    }
+    start = len(messages)
+    while start > 0:
+        message = messages[start - 1]
+        role = message.get("role")
+        if (
+            role == "tool"
+            and calls.get(str(message.get("tool_call_id"))) == TRANSFER_PREFIX + agent
+        ):
+            break
+        if (role == "assistant" and message.get("name") == agent) or role in ("tool", "system"):
+            start -= 1
+            continue
+        break
+    return start

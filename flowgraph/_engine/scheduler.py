@@ -14,6 +14,7 @@ from flowgraph._base.failures import MaxStepsExceeded, RunError
 from flowgraph._base.result import RunResult, StepRecord
 from flowgraph._engine.agent import run_agent
 from flowgraph._engine.decide import decide
+from flowgraph._engine.handed import visit_start
 from flowgraph._engine.nested import run_nested_chats
 from flowgraph._engine.resume import restore_logs
 from flowgraph._engine.run import Pause, Run, Visit
@@ -119,6 +120,8 @@ async def _resume(run: Run, at: Position) -> tuple[Node, Visit]:
             f"the stored run {run.run_id} is at node {at.node!r}, which flow "
             f"{run.plan.flow.name!r} does not have: resume it with the flow it ran on"
         )
+    if at.phase in ("next", "visit") and isinstance(node, Agent):
+        run.entry = resumed_entry(run, node, at.phase)
     if at.phase == "next":
         return node, await _step(run, node)
     if at.phase == "visit":
@@ -129,6 +132,18 @@ async def _resume(run: Run, at: Position) -> tuple[Node, Visit]:
     visit = Visit(output=at.output, handoff=handoff)
     await _exit(run, node, visit, time.perf_counter(), run.usage.model_copy())
     return node, visit
+
+
+def resumed_entry(run: Run, node: Agent, phase: str) -> tuple[Edge, int] | None:
+    """The edge a resumed run had taken into ``node``, and where the conversation stood
+    then (``run.entry``, which the agent's history policy reads): the edge from the node
+    before it on the path; the conversation's length, less what the visit had added."""
+    before = run.path[-2] if len(run.path) > 1 else START.name
+    exits = run.plan.exits.get(before)
+    edge = exits.to(node.name) if exits is not None else None
+    if edge is None:
+        return None
+    return edge, len(run.messages) if phase == "next" else visit_start(run.messages, node.name)
 
 
 async def _step(run: Run, node: Node, *, resumed: bool = False) -> Visit:
