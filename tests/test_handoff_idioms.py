@@ -468,3 +468,23 @@ def test_a_resumed_agent_still_sees_the_history_its_edge_says(serve: Serve, tmp_
         folded = request.messages[1]
         assert folded["content"].startswith("The conversation so far, handed to you by triage")
         assert request.rejection is None
+
+
+def test_a_routers_conditions_are_filled_and_filtered_too(serve: Serve) -> None:
+    server, model = serve(['{"choice": "refund"}'])
+    flow = fg.Flow("routed", model=model)
+    check = fg.ToolStep("check", lambda: "checked")
+    flow.edge(fg.START, check)
+    flow.edge(
+        check, fg.ToolStep("refund", lambda: "refunded"), when=fg.ContextStr("{who} wants money")
+    )
+    flow.edge(check, fg.ToolStep("vip", lambda: "vip"), when="A VIP.", available=lambda ctx: False)
+    flow.edge(check, fg.END)
+    for name in ("refund", "vip"):
+        flow.edge(name, fg.END)
+
+    result = flow.run("Hi.", context={"who": "Ada"})
+
+    prompt = server.requests[0].messages[0]["content"]
+    assert '- "refund": Ada wants money' in prompt and "A VIP." not in prompt
+    assert result.path == ["check", "refund"]
