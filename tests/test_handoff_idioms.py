@@ -488,3 +488,19 @@ def test_a_routers_conditions_are_filled_and_filtered_too(serve: Serve) -> None:
     prompt = server.requests[0].messages[0]["content"]
     assert '- "refund": Ada wants money' in prompt and "A VIP." not in prompt
     assert result.path == ["check", "refund"]
+
+
+def test_a_tools_hand_off_wins_over_the_models_transfer_in_the_same_turn(serve: Serve) -> None:
+    _, model = serve(
+        [[tool_call("transfer_to_refund"), tool_call("send_to_shipping")], "On its way."]
+    )
+
+    def send_to_shipping() -> fg.Handoff:
+        """Send the customer to shipping."""
+        return fg.Handoff("shipping")
+
+    result = desks(model, send_to_shipping).run("Where is it?")
+
+    assert result.path == ["triage", "shipping"]
+    answers = [m["content"] for m in result.messages if m["role"] == "tool"]
+    assert answers == ["Error: a tool handed off to shipping instead.", "Transferred to shipping."]

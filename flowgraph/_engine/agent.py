@@ -298,6 +298,7 @@ class _Loop:
     async def _answer(self, calls: Sequence[Message]) -> Edge | None:
         """Answer each tool call with exactly one tool message, in the calls' order."""
         handoff: Edge | None = None
+        transfer = -1  # the index of the model's transfer call taken, if any
         texts: list[str | None] = [None] * len(calls)
         pending: dict[int, tuple[Tool, Message]] = {}
         for index, call in enumerate(calls):
@@ -307,7 +308,7 @@ class _Loop:
                 texts[index] = f"Error: the hand-off {name} is not available now."
                 continue
             if edge is not None and handoff is None:
-                handoff = edge
+                handoff, transfer = edge, index
                 texts[index] = f"Transferred to {edge.target}."
             elif edge is not None and handoff is not None:
                 texts[index] = (
@@ -330,16 +331,27 @@ class _Loop:
             ]
             for index, result in zip(pending, await gather_or_cancel(jobs), strict=True):
                 texts[index] = result
-        for index, call in enumerate(calls):  # a tool's hand-off wins over the model's
-            edge = self.handoffs.pop(call["id"], None)
-            if edge is not None and self.tool_handoff is None:
-                handoff = self.tool_handoff = edge
-            elif edge is not None:
-                texts[index] = (
-                    f"Error: already handing off to {handoff.target}; one hand-off per turn."  # type: ignore[union-attr]
-                )
+        handoff = self._tool_handoffs(calls, texts, handoff, transfer)
         for call, text in zip(calls, texts, strict=True):
             self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+        return handoff
+
+    def _tool_handoffs(
+        self, calls: Sequence[Message], texts: list[str | None], handoff: Edge | None, transfer: int
+    ) -> Edge | None:
+        """A tool's ``fg.Handoff`` wins over the model's transfer in the same turn (whose
+        answer then says so); one hand-off a turn."""
+        for index, call in enumerate(calls):
+            edge = self.handoffs.pop(call["id"], None)
+            if edge is None:
+                continue
+            if self.tool_handoff is not None:
+                taken = self.tool_handoff.target
+                texts[index] = f"Error: already handing off to {taken}; one hand-off per turn."
+                continue
+            if transfer >= 0:
+                texts[transfer] = f"Error: a tool handed off to {edge.target} instead."
+            handoff = self.tool_handoff = edge
         return handoff
 
     async def _call_tool(self, tool: Tool, call: Message, lock: asyncio.Lock | None = None) -> str:

@@ -13,11 +13,12 @@ import uuid
 from dataclasses import replace
 from typing import Any, NamedTuple, cast
 
+from flowgraph._base.callables import implements
 from flowgraph._base.errors import UsageError
 from flowgraph._base.result import Waiting
 from flowgraph._engine.encode import dump_context, jsonable
 from flowgraph._engine.state import RunState
-from flowgraph._store.protocol import Checkpointer, FailsRuns, StepStore, implements
+from flowgraph._store.protocol import Checkpointer, FailsRuns, StepStore
 from flowgraph._store.records import (
     Commit,
     Position,

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
-from flowgraph._base.callables import call_user
+from flowgraph._base.callables import call_user, implements
 from flowgraph._base.context import CURRENT_CALL, HOOK_FLOWS
 from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import DeadlineExceeded, ModelError, RunError
@@ -36,7 +36,6 @@ from flowgraph._llm.models import (
     deltas_of,
 )
 from flowgraph._store.open import DEFAULT_STORE
-from flowgraph._store.protocol import implements
 from flowgraph._store.records import Position
 
 WORTH_SAVING = 0.001  # seconds of work inside a visit worth a commit of their own

@@ -22,8 +22,8 @@ import uuid
 from contextlib import suppress
 from typing import Protocol, cast, runtime_checkable
 
+from flowgraph._base.callables import implements
 from flowgraph._base.errors import StoreError, UsageError
-from flowgraph._store.protocol import implements
 
 LEASE = 60.0  # seconds a lease lasts without renewal
 SCHEMA = (

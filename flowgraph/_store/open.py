@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from typing import cast
 
+from flowgraph._base.callables import implements
 from flowgraph._base.errors import UsageError
 from flowgraph._store.memory import MemoryCheckpointer
-from flowgraph._store.protocol import Checkpointer, implements
+from flowgraph._store.protocol import Checkpointer
 
 Store = str | os.PathLike[str] | Checkpointer
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol, cast, runtime_checkable
 
+from flowgraph._base.callables import implements
 from flowgraph._store.records import Commit, RunInfo, Step, commit_of
 
 
@@ -138,16 +139,3 @@ class CommitEach:
 def as_step_store(store: Checkpointer) -> StepStore:
     """``store`` itself if it takes steps in batches, else wrapped to take them."""
     return cast(StepStore, store) if implements(store, StepStore) else CommitEach(store)
-
-
-_IMPLEMENTS: dict[tuple[type, type], bool] = {}
-
-
-def implements(store: object, protocol: type) -> bool:
-    """``isinstance(store, protocol)`` for a runtime-checkable protocol, once per class
-    of store: checked each time, it cost a run of one step 20 us per protocol."""
-    key = (type(store), protocol)
-    found = _IMPLEMENTS.get(key)
-    if found is None:
-        found = _IMPLEMENTS[key] = isinstance(store, protocol)
-    return found
