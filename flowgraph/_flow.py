@@ -195,6 +195,7 @@ class Flow(FlowSpec):
         """``astream`` for sync code and Jupyter: the same events, one by one, from the
         run on flowgraph's own loop (as ``run`` does). Closing the iterator early
         cancels the run."""
+        self._say_it_blocks("flow.stream()", "`async for event in flow.astream(...)`")
         return iterate(
             self.astream(
                 input,
@@ -441,17 +442,26 @@ class Flow(FlowSpec):
 
     def _wait(self, coro: Coroutine[Any, Any, RunResult]) -> RunResult:
         """``run_sync(coro)``, saying once per flow when that blocks a running loop."""
+        self._say_it_blocks(
+            "flow.run() or flow.resume()",
+            "`await flow.arun(...)` or `await flow.aresume(...)`",
+            frames=2,
+        )
+        return run_sync(coro)
+
+    def _say_it_blocks(self, called: str, instead: str, frames: int = 1) -> None:
+        """Once per flow, a ``RuntimeWarning`` at the user's line (``frames`` of
+        flowgraph's above this one) when a sync call blocks an event loop running in its
+        thread outside Jupyter."""
         if blocks_a_loop() and not self._warned_blocking:
             self._warned_blocking = True
             warnings.warn(
-                f"flow {self.name!r}: flow.run() or flow.resume() was called inside a running "
-                "event loop, which it blocks until the run ends (nothing else on that loop "
-                "runs meanwhile); use `await flow.arun(...)` or `await flow.aresume(...)` "
-                "there instead",
+                f"flow {self.name!r}: {called} was called inside a running event loop, which "
+                "it blocks until the run ends (nothing else on that loop runs meanwhile); use "
+                f"{instead} there instead",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=2 + frames,
             )
-        return run_sync(coro)
 
     # -- stored runs ----------------------------------------------------------------
 

@@ -371,3 +371,19 @@ def test_an_agent_with_no_model_anywhere_is_drawn_saying_so(
     flow.edge(fg.START, fg.Agent("clerk"))
     flow.edge("clerk", fg.END)
     assert '<font point-size="10">no model set</font>' in flow.to_dot()
+
+
+def test_stream_inside_a_running_loop_warns_as_run_does() -> None:
+    import asyncio
+
+    flow = one_step()
+
+    async def main() -> list[warnings.WarningMessage]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert [e.type for e in flow.stream("a")][-1] == "run_finished"
+        return caught
+
+    caught = [w for w in asyncio.run(main()) if issubclass(w.category, RuntimeWarning)]
+    assert len(caught) == 1 and "async for event in flow.astream(" in str(caught[0].message)
+    assert caught[0].filename == __file__
