@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 import warnings
-from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flowgraph._base.bridge import blocks_a_loop, iterate, run_sync
+from flowgraph._base.bridge import blocks_a_loop, run_sync
 from flowgraph._base.checks import check_count, check_seconds
 from flowgraph._base.errors import UsageError
 from flowgraph._base.failures import RunError
-from flowgraph._base.messages import user_messages
+from flowgraph._base.messages import Input, user_messages
 from flowgraph._base.result import RunResult
 from flowgraph._engine.encode import dump_context
 from flowgraph._engine.journal import Journal, fork_run
@@ -28,19 +27,16 @@ from flowgraph._store.lease import leased
 from flowgraph._store.open import DEFAULT_STORE, Store, open_store
 from flowgraph._store.protocol import as_step_store
 from flowgraph._store.records import Commit, RunInfo
+from flowgraph._streaming import Streaming
 
 if TYPE_CHECKING:
     import graphviz
 
-    from flowgraph._base.events import StreamEvent
     from flowgraph._draw.live import Live, LiveView, TextProgress
     from flowgraph._engine.run import Tap
 
 
-Input = str | Sequence[Mapping[str, Any]]
-
-
-class Flow(FlowSpec):
+class Flow(FlowSpec, Streaming):
     """A graph of agents and tool steps, joined by hand-off edges.
 
     Build it with ``edge()``, check it with ``validate()`` (``run`` does too), then
@@ -136,78 +132,6 @@ class Flow(FlowSpec):
             deadline=deadline,
         )
 
-    async def astream(
-        self,
-        input: Input,
-        *,
-        context: Any = None,
-        max_steps: int | None = None,
-        run_id: str | None = None,
-        hooks: Hooks | Sequence[Hooks] = (),
-        store: Store | None = None,
-        deadline: float | None = None,
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """Run the flow as ``arun`` does, yielding what happens as it happens: typed
-        events (``flowgraph.events``), the last one ``run_finished`` with the result.
-
-        Every event has ``type``, ``run_id``, ``step`` and ``path`` (the nodes it
-        happened in, outermost first: a sub-flow's or a nested chat's events say so).
-        A consumer slower than the run holds it back (nothing is buffered without
-        bound); stopping early (``break``) cancels the run, which keeps what it
-        committed. A run that fails yields ``run_finished`` (its result failed), then
-        raises its ``RunError``.
-
-        Example:
-            >>> async for event in flow.astream("Refund A-1"):  # doctest: +SKIP
-            ...     if event.type == "text_delta":
-            ...         print(event.delta, end="")
-        """
-        # Deferred: the events' models would add to every program's import.
-        from flowgraph._engine.stream import Tap, events
-
-        tap = Tap()
-        start = self._start(
-            input,
-            context=context,
-            max_steps=max_steps,
-            run_id=run_id,
-            hooks=hooks,
-            live=False,
-            store=store,
-            deadline=deadline,
-            tap=tap,
-        )
-        async with contextlib.aclosing(events(start, tap)) as stream:
-            async for event in stream:
-                yield event
-
-    def stream(
-        self,
-        input: Input,
-        *,
-        context: Any = None,
-        max_steps: int | None = None,
-        run_id: str | None = None,
-        hooks: Hooks | Sequence[Hooks] = (),
-        store: Store | None = None,
-        deadline: float | None = None,
-    ) -> Iterator[StreamEvent]:
-        """``astream`` for sync code and Jupyter: the same events, one by one, from the
-        run on flowgraph's own loop (as ``run`` does). Closing the iterator early
-        cancels the run."""
-        self._say_it_blocks("flow.stream()", "`async for event in flow.astream(...)`")
-        return iterate(
-            self.astream(
-                input,
-                context=context,
-                max_steps=max_steps,
-                run_id=run_id,
-                hooks=hooks,
-                store=store,
-                deadline=deadline,
-            )
-        )
-
     async def _start(
         self,
         input: Input,
@@ -261,48 +185,6 @@ class Flow(FlowSpec):
         """Go on with a stored run from its last commit: after a crash, a failure,
         or a pause (then with the human's ``reply``). Arguments as for ``resume``."""
         return await self._resume(run_id, store, reply, max_steps, hooks, live, deadline)
-
-    async def astream_resume(
-        self,
-        run_id: str,
-        *,
-        store: Store | None = None,
-        reply: Any = None,
-        max_steps: int | None = None,
-        hooks: Hooks | Sequence[Hooks] = (),
-        deadline: float | None = None,
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """``aresume``, streamed as ``astream`` streams a run (``run_started`` says
-        ``resumed=True``)."""
-        from flowgraph._engine.stream import Tap, events  # deferred: see astream
-
-        tap = Tap()
-        start = self._resume(run_id, store, reply, max_steps, hooks, False, deadline, tap)
-        async with contextlib.aclosing(events(start, tap)) as stream:
-            async for event in stream:
-                yield event
-
-    def stream_resume(
-        self,
-        run_id: str,
-        *,
-        store: Store | None = None,
-        reply: Any = None,
-        max_steps: int | None = None,
-        hooks: Hooks | Sequence[Hooks] = (),
-        deadline: float | None = None,
-    ) -> Iterator[StreamEvent]:
-        """``astream_resume`` for sync code and Jupyter, as ``stream`` is ``astream``'s."""
-        return iterate(
-            self.astream_resume(
-                run_id,
-                store=store,
-                reply=reply,
-                max_steps=max_steps,
-                hooks=hooks,
-                deadline=deadline,
-            )
-        )
 
     async def _resume(
         self,

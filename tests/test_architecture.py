@@ -42,7 +42,7 @@ DEFERRED = {
     ("_flow.py", "flowgraph._draw"),
     ("_flow.py", "flowgraph._draw.live"),
     # Streaming, with the events' pydantic models: most programs never stream.
-    ("_flow.py", "flowgraph._engine.stream"),
+    ("_streaming.py", "flowgraph._engine.stream"),
 }
 # Private types a public signature may take (never return), each for a stated reason:
 # Flow is a FlowSpec, and where a flow is accepted the base class is what is written.

@@ -169,7 +169,11 @@ def _jsonable(value: object) -> object:
     raise TypeError
 
 
-def user_messages(input: str | Sequence[Mapping[str, Any]]) -> list[Message]:
+Input = str | Sequence[Mapping[str, Any]]
+"""What a run starts from: a user message, or messages in OpenAI chat format."""
+
+
+def user_messages(input: Input) -> list[Message]:
     """The opening messages of a run: a string becomes one user message."""
     if isinstance(input, str):
         return [{"role": "user", "content": input}]
