@@ -8,7 +8,7 @@ stream: the events' pydantic models would add to every program's import).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowgraph._base.bridge import iterate
@@ -58,7 +58,7 @@ class Streaming:
     def _say_it_blocks(self, called: str, instead: str, frames: int = 1) -> None:
         raise NotImplementedError  # Flow's
 
-    async def astream(
+    def astream(
         self,
         input: Input,
         *,
@@ -84,24 +84,19 @@ class Streaming:
             ...     if event.type == "text_delta":
             ...         print(event.delta, end="")
         """
-        # Deferred: the events' models would add to every program's import.
-        from flowgraph._engine.stream import Tap, events
-
-        tap = Tap()
-        start = self._start(
-            input,
-            context=context,
-            max_steps=max_steps,
-            run_id=run_id,
-            hooks=hooks,
-            live=False,
-            store=store,
-            deadline=deadline,
-            tap=tap,
+        return _tapped(
+            lambda tap: self._start(
+                input,
+                context=context,
+                max_steps=max_steps,
+                run_id=run_id,
+                hooks=hooks,
+                live=False,
+                store=store,
+                deadline=deadline,
+                tap=tap,
+            )
         )
-        async with contextlib.aclosing(events(start, tap)) as stream:
-            async for event in stream:
-                yield event
 
     def stream(
         self,
@@ -130,7 +125,7 @@ class Streaming:
             )
         )
 
-    async def astream_resume(
+    def astream_resume(
         self,
         run_id: str,
         *,
@@ -142,13 +137,9 @@ class Streaming:
     ) -> AsyncGenerator[StreamEvent, None]:
         """``aresume``, streamed as ``astream`` streams a run (``run_started`` says
         ``resumed=True``)."""
-        from flowgraph._engine.stream import Tap, events  # deferred: see astream
-
-        tap = Tap()
-        start = self._resume(run_id, store, reply, max_steps, hooks, False, deadline, tap)
-        async with contextlib.aclosing(events(start, tap)) as stream:
-            async for event in stream:
-                yield event
+        return _tapped(
+            lambda tap: self._resume(run_id, store, reply, max_steps, hooks, False, deadline, tap)
+        )
 
     def stream_resume(
         self,
@@ -172,3 +163,18 @@ class Streaming:
                 deadline=deadline,
             )
         )
+
+
+async def _tapped(
+    start: Callable[[Tap], Coroutine[Any, Any, RunResult]],
+) -> AsyncGenerator[StreamEvent, None]:
+    """The events of ``start(tap)`` (a run or a resume with a ``Tap`` on it) as they
+    come. The run starts with the first event asked for; closing this generator (its
+    consumer stopped) closes the events' and so cancels the run, and waits for it."""
+    # Deferred: the events' models would add to every program's import.
+    from flowgraph._engine.stream import Tap, events
+
+    tap = Tap()
+    async with contextlib.aclosing(events(start(tap), tap)) as stream:
+        async for event in stream:
+            yield event

@@ -10,7 +10,7 @@ says which it is, and ``model_dump_json()``; ``EVENTS`` parses them back.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, Field, TypeAdapter, field_serializer
 from pydantic_core import to_jsonable_python
@@ -170,3 +170,8 @@ StreamEvent = Annotated[
 
 EVENTS: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
 """Parses an event back from its JSON: ``EVENTS.validate_json(line)``."""
+
+BY_TYPE: dict[str, type[Event]] = {
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(StreamEvent)[0])
+}
+"""Each event's class by its ``type``, as the union above lists them."""

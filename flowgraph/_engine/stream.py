@@ -14,21 +14,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from flowgraph._base.events import (
-    HandedOff,
-    Injected,
-    NodeEntered,
-    NodeExited,
-    RequestRetried,
-    RunFinished,
-    RunStarted,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    ToolFinished,
-    ToolStarted,
-    WaitingForReply,
-)
+from flowgraph._base.events import BY_TYPE, RunFinished, StreamEvent, WaitingForReply
 from flowgraph._base.failures import RunError
 from flowgraph._base.result import RunResult
 
@@ -36,21 +22,6 @@ if TYPE_CHECKING:
     from flowgraph._engine.run import Run
 
 BUFFER = 64  # events the run may be ahead of its consumer
-KINDS: dict[str, type[Any]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        RunStarted,
-        NodeEntered,
-        TextDelta,
-        ToolCallDelta,
-        RequestRetried,
-        ToolStarted,
-        ToolFinished,
-        Injected,
-        HandedOff,
-        NodeExited,
-    )
-}
 _END = object()  # the run is over: its result, or its error, is the task's
 
 
@@ -65,7 +36,7 @@ class Tap:
         path = run.nodes()
         if inner is not None:
             path.append(inner)
-        await self.queue.put(KINDS[type](run_id=run.run_id, step=run.step, path=path, **fields))
+        await self.queue.put(BY_TYPE[type](run_id=run.run_id, step=run.step, path=path, **fields))
 
 
 async def events(
