@@ -41,3 +41,12 @@ def interruptible() -> None:
     with SIGINT ignored (a shell's background job), which a child inherits and Python
     then leaves ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def no_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No default model: no OPENAI_API_KEY, and the bundled model as if not installed."""
+    from flowgraph._llm import local
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(local, "gguf_path", lambda: None)

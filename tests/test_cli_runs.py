@@ -258,14 +258,6 @@ def agents_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def no_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flowgraph._llm import local
-
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setattr(local, "gguf_path", lambda: None)  # as if not installed
-
-
 def test_a_run_started_with_model_options_resumes_with_them(
     agents_file: Path, store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -360,13 +360,7 @@ def test_a_custom_model_that_returns_a_dict_gets_an_error_naming_fg_completion()
     assert "fg.Completion(message, fg.Usage(" in message
 
 
-def test_an_agent_with_no_model_anywhere_is_drawn_saying_so(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from flowgraph._llm import local
-
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setattr(local, "gguf_path", lambda: None)
+def test_an_agent_with_no_model_anywhere_is_drawn_saying_so(no_default_model: None) -> None:
     flow = fg.Flow("modelless")
     flow.edge(fg.START, fg.Agent("clerk"))
     flow.edge("clerk", fg.END)

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 import flowgraph as fg
-from flowgraph._llm import local as _local
 
 from .conftest import Serve
 
@@ -115,9 +114,7 @@ def test_two_fallbacks_and_duplicate_llm_conditions() -> None:
     ]
 
 
-def test_no_model_for_an_agent_or_an_llm_condition(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setattr(_local, "gguf_path", lambda: None)  # as if not installed
+def test_no_model_for_an_agent_or_an_llm_condition(no_default_model: None) -> None:
     agent, check = fg.Agent("agent"), step("check")
     flow = fg.Flow("modelless")
     flow.edge(fg.START, check)
@@ -136,11 +133,7 @@ def test_no_model_for_an_agent_or_an_llm_condition(monkeypatch: pytest.MonkeyPat
     flow.validate()  # the flow's model serves both
 
 
-def test_no_model_in_a_sub_flow_is_named_with_the_rest_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setattr(_local, "gguf_path", lambda: None)
+def test_no_model_in_a_sub_flow_is_named_with_the_rest_once(no_default_model: None) -> None:
     inner = fg.Flow("inner")
     inner.edge(fg.START, fg.Agent("helper"))
     inner.edge("helper", fg.END)
